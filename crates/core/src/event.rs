@@ -1,0 +1,79 @@
+//! Events: the facts dispatchd records about an order. The event log is the truth; every
+//! projection, the timeline and the audit trail are read from it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::order::OrderFacts;
+use crate::readiness::Evaluation;
+
+/// What happened, with the inputs it was decided on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type")]
+pub enum EventData {
+    /// The order arrived for the first time.
+    #[serde(rename = "order.received")]
+    Received { facts: OrderFacts },
+    /// The system of record changed the order's facts.
+    #[serde(rename = "order.updated")]
+    FactsUpdated {
+        facts: OrderFacts,
+        /// Top-level fields that differ from the previous facts.
+        changed: Vec<String>,
+    },
+    /// Readiness was evaluated: released or on hold, with every check and its inputs.
+    #[serde(rename = "order.evaluated")]
+    Evaluated(Evaluation),
+    #[serde(rename = "order.cancelled")]
+    Cancelled {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    #[serde(rename = "shipment.booked")]
+    Booked {
+        carrier: String,
+        tracking_number: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// First departure scan: the shipment left the warehouse.
+    #[serde(rename = "shipment.dispatched")]
+    Dispatched { departed_at: DateTime<Utc> },
+    /// Proof of delivery.
+    #[serde(rename = "order.delivered")]
+    Delivered { delivered_at: DateTime<Utc> },
+    #[serde(rename = "order.exception")]
+    ExceptionRaised { reason: String },
+}
+
+impl EventData {
+    /// The stable type name stored with the event and shown in the timeline.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::Received { .. } => "order.received",
+            EventData::FactsUpdated { .. } => "order.updated",
+            EventData::Evaluated(_) => "order.evaluated",
+            EventData::Cancelled { .. } => "order.cancelled",
+            EventData::Booked { .. } => "shipment.booked",
+            EventData::Dispatched { .. } => "shipment.dispatched",
+            EventData::Delivered { .. } => "order.delivered",
+            EventData::ExceptionRaised { .. } => "order.exception",
+        }
+    }
+}
+
+/// One recorded event of an order's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub order_id: String,
+    /// Position in the order's stream, from 1, without gaps.
+    pub version: u64,
+    pub at: DateTime<Utc>,
+    /// Who caused it: `token:<name>`, `system`, `demo`, ...
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(flatten)]
+    pub data: EventData,
+}

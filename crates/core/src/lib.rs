@@ -1,0 +1,26 @@
+//! dispatchd's functional core: the delivery-order domain with no I/O, no async and no clock
+//! of its own. Everything here is a pure function of its arguments, so the shell (store,
+//! server, workers) can replay, test and explain every decision.
+//!
+//! The path of one order through this crate: [`OrderFacts`] arrive → [`validate`] →
+//! [`decide`] (with a [`Ctx`] carrying the injected clock and the warehouses) runs the
+//! [`readiness`] checks and [`priority`] scoring and returns [`EventData`] → [`apply`] folds
+//! the events into the [`Order`] projection.
+
+pub mod address;
+pub mod event;
+pub mod machine;
+pub mod order;
+pub mod priority;
+pub mod readiness;
+pub mod validate;
+pub mod vocab;
+pub mod warehouse;
+
+pub use event::{Event, EventData};
+pub use machine::{Command, Ctx, DomainError, apply, decide, replay};
+pub use order::{Address, Customer, Line, Order, OrderFacts, Payment};
+pub use readiness::{CheckResult, Evaluation};
+pub use validate::{FieldError, validate};
+pub use vocab::*;
+pub use warehouse::{Warehouse, WarehouseError, Warehouses};

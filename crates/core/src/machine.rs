@@ -1,0 +1,494 @@
+//! The order state machine as two pure functions: [`decide`] turns a command and the current
+//! state into events (or a typed refusal), [`apply`] folds one event into the state.
+//!
+//! ```text
+//! received ──evaluate──▶ released ──book──▶ booked ──depart──▶ dispatched ──deliver──▶ delivered
+//!     │                   ▲    │               │                    │
+//!     └──evaluate──▶ on_hold   └──exception────┴────────────────────┴──▶ exception
+//!      (cancel from any open state, booked or exception)  ──▶ cancelled
+//! ```
+
+use chrono::{DateTime, Utc};
+
+use crate::event::{Event, EventData};
+use crate::order::{Order, OrderFacts, Shipment};
+use crate::readiness;
+use crate::validate::{FieldError, validate};
+use crate::vocab::OrderState;
+use crate::warehouse::Warehouses;
+
+/// What a decision may depend on besides the order: the injected clock and configuration.
+pub struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub warehouses: &'a Warehouses,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Create or update the order's facts from the system of record.
+    Upsert {
+        facts: Box<OrderFacts>,
+        expected_version: Option<u64>,
+    },
+    Cancel {
+        reason: Option<String>,
+        expected_version: Option<u64>,
+    },
+    /// Run the readiness checks again (time passed or a blocking fact may have changed).
+    Reevaluate,
+    RecordBooking {
+        carrier: String,
+        tracking_number: String,
+        service: Option<String>,
+    },
+    RecordDeparture {
+        at: DateTime<Utc>,
+    },
+    RecordDelivery {
+        at: DateTime<Utc>,
+    },
+    RaiseException {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    #[error("the order is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("no such order")]
+    NotFound,
+    #[error("version conflict: you expected version {expected}, the order is at version {current}")]
+    VersionConflict { expected: u64, current: u64 },
+    #[error("cannot {action} an order that is {from}")]
+    IllegalTransition { from: OrderState, action: &'static str },
+    #[error("event stream is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// Decides what happens. Returns no events when the command changes nothing (an upsert with
+/// identical facts, cancelling a cancelled order): that is how retries stay harmless.
+pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<EventData>, DomainError> {
+    let expected = match &cmd {
+        Command::Upsert { expected_version, .. } | Command::Cancel { expected_version, .. } => *expected_version,
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        let current = state.map_or(0, |o| o.version);
+        if expected != current {
+            return Err(DomainError::VersionConflict { expected, current });
+        }
+    }
+    match (state, cmd) {
+        (None, Command::Upsert { facts, .. }) => {
+            let evaluation = evaluate(&facts, ctx)?;
+            Ok(vec![EventData::Received { facts: *facts }, EventData::Evaluated(evaluation)])
+        }
+        (None, _) => Err(DomainError::NotFound),
+        (Some(o), Command::Upsert { facts, .. }) => {
+            if o.facts == *facts {
+                return Ok(vec![]);
+            }
+            if o.facts.source != facts.source || o.facts.external_id != facts.external_id {
+                return Err(DomainError::Invalid(vec![FieldError::new(
+                    "external_id",
+                    "source and external_id identify the order and cannot change",
+                )]));
+            }
+            if !o.state.is_open() {
+                return Err(DomainError::IllegalTransition { from: o.state, action: "update" });
+            }
+            let evaluation = evaluate(&facts, ctx)?;
+            let changed = changed_fields(&o.facts, &facts);
+            Ok(vec![EventData::FactsUpdated { facts: *facts, changed }, EventData::Evaluated(evaluation)])
+        }
+        (Some(o), Command::Cancel { reason, .. }) => match o.state {
+            OrderState::Cancelled => Ok(vec![]),
+            OrderState::Dispatched | OrderState::Delivered => {
+                Err(DomainError::IllegalTransition { from: o.state, action: "cancel" })
+            }
+            _ => Ok(vec![EventData::Cancelled { reason }]),
+        },
+        (Some(o), Command::Reevaluate) => match o.state {
+            OrderState::Received | OrderState::OnHold | OrderState::Released => {
+                let e = evaluate(&o.facts, ctx)?;
+                if e.outcome == o.state && e.hold_reasons == o.hold_reasons {
+                    Ok(vec![])
+                } else {
+                    Ok(vec![EventData::Evaluated(e)])
+                }
+            }
+            from => Err(DomainError::IllegalTransition { from, action: "re-evaluate" }),
+        },
+        (Some(o), Command::RecordBooking { carrier, tracking_number, service }) => match o.state {
+            OrderState::Released => Ok(vec![EventData::Booked { carrier, tracking_number, service }]),
+            from => Err(DomainError::IllegalTransition { from, action: "book" }),
+        },
+        (Some(o), Command::RecordDeparture { at }) => match o.state {
+            OrderState::Booked => Ok(vec![EventData::Dispatched { departed_at: at }]),
+            OrderState::Dispatched | OrderState::Delivered => Ok(vec![]),
+            from => Err(DomainError::IllegalTransition { from, action: "dispatch" }),
+        },
+        (Some(o), Command::RecordDelivery { at }) => match o.state {
+            // A carrier may deliver without a departure scan we saw; delivery implies it left.
+            OrderState::Booked | OrderState::Dispatched => Ok(vec![EventData::Delivered { delivered_at: at }]),
+            OrderState::Delivered => Ok(vec![]),
+            from => Err(DomainError::IllegalTransition { from, action: "deliver" }),
+        },
+        (Some(o), Command::RaiseException { reason }) => match o.state {
+            OrderState::Released | OrderState::Booked | OrderState::Dispatched => {
+                Ok(vec![EventData::ExceptionRaised { reason }])
+            }
+            from => Err(DomainError::IllegalTransition { from, action: "raise an exception on" }),
+        },
+    }
+}
+
+fn evaluate(facts: &OrderFacts, ctx: &Ctx<'_>) -> Result<readiness::Evaluation, DomainError> {
+    let errors = validate(facts, ctx.warehouses);
+    if !errors.is_empty() {
+        return Err(DomainError::Invalid(errors));
+    }
+    let wh = ctx
+        .warehouses
+        .get(&facts.warehouse)
+        .ok_or_else(|| DomainError::Invalid(vec![FieldError::new("warehouse", "unknown warehouse")]))?;
+    Ok(readiness::evaluate(facts, wh, ctx.now))
+}
+
+fn changed_fields(old: &OrderFacts, new: &OrderFacts) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec![];
+    };
+    let mut keys: Vec<String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Folds one event into the state. Refuses a sequence that could not have been decided
+/// (a gap in versions, an event before the order exists) instead of guessing.
+pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
+    let expected_version = state.as_ref().map_or(1, |o| o.version + 1);
+    if ev.version != expected_version {
+        return Err(DomainError::Corrupt(format!(
+            "order {}: event version {} where {expected_version} was due",
+            ev.order_id, ev.version
+        )));
+    }
+    let mut o = match (state, &ev.data) {
+        (None, EventData::Received { facts }) => {
+            return Ok(Order {
+                id: ev.order_id.clone(),
+                version: ev.version,
+                state: OrderState::Received,
+                hold_reasons: vec![],
+                priority: 0,
+                facts: facts.clone(),
+                checks: vec![],
+                latest_departure: None,
+                status_note: None,
+                shipment: None,
+                created_at: ev.at,
+                updated_at: ev.at,
+                state_since: ev.at,
+            });
+        }
+        (None, d) => return Err(DomainError::Corrupt(format!("order {} starts with {}", ev.order_id, d.kind()))),
+        (Some(_), EventData::Received { .. }) => {
+            return Err(DomainError::Corrupt(format!("order {} received twice", ev.order_id)));
+        }
+        (Some(o), _) => o,
+    };
+    let new_state = match &ev.data {
+        EventData::Received { .. } => o.state,
+        EventData::FactsUpdated { facts, .. } => {
+            o.facts = facts.clone();
+            o.state
+        }
+        EventData::Evaluated(e) => {
+            o.hold_reasons = e.hold_reasons.clone();
+            o.checks = e.checks.clone();
+            o.priority = e.priority;
+            o.latest_departure = Some(e.inputs.latest_departure);
+            e.outcome
+        }
+        EventData::Cancelled { reason } => {
+            o.hold_reasons.clear();
+            o.status_note = reason.clone();
+            OrderState::Cancelled
+        }
+        EventData::Booked { carrier, tracking_number, service } => {
+            o.shipment = Some(Shipment {
+                carrier: carrier.clone(),
+                tracking_number: tracking_number.clone(),
+                service: service.clone(),
+                departed_at: None,
+                delivered_at: None,
+            });
+            OrderState::Booked
+        }
+        EventData::Dispatched { departed_at } => {
+            if let Some(s) = o.shipment.as_mut() {
+                s.departed_at = Some(*departed_at);
+            }
+            OrderState::Dispatched
+        }
+        EventData::Delivered { delivered_at } => {
+            if let Some(s) = o.shipment.as_mut() {
+                s.delivered_at = Some(*delivered_at);
+            }
+            OrderState::Delivered
+        }
+        EventData::ExceptionRaised { reason } => {
+            o.status_note = Some(reason.clone());
+            OrderState::Exception
+        }
+    };
+    if new_state != o.state {
+        o.state_since = ev.at;
+        o.state = new_state;
+    }
+    o.version = ev.version;
+    o.updated_at = ev.at;
+    Ok(o)
+}
+
+/// Rebuilds an order from its whole stream; `None` for an empty stream.
+pub fn replay(events: &[Event]) -> Result<Option<Order>, DomainError> {
+    events.iter().try_fold(None, |state, ev| apply(state, ev).map(Some))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::readiness::tests::{facts, now, warehouse};
+    use crate::vocab::HoldReason;
+
+    fn whs() -> Warehouses {
+        Warehouses::new(vec![warehouse("AMS", "NL", "Europe/Amsterdam")]).unwrap()
+    }
+
+    /// Runs a command against a state and applies what it decided.
+    fn run(state: Option<Order>, cmd: Command) -> Result<Order, DomainError> {
+        let w = whs();
+        let ctx = Ctx { now: now(), warehouses: &w };
+        let events = decide(state.as_ref(), cmd, &ctx)?;
+        let mut s = state;
+        for data in events {
+            let version = s.as_ref().map_or(1, |o| o.version + 1);
+            let ev =
+                Event { order_id: "ord_1".into(), version, at: now(), actor: "test".into(), request_id: None, data };
+            s = Some(apply(s, &ev)?);
+        }
+        s.ok_or(DomainError::NotFound)
+    }
+
+    fn upsert(f: OrderFacts) -> Command {
+        Command::Upsert { facts: Box::new(f), expected_version: None }
+    }
+
+    fn released() -> Order {
+        run(None, upsert(facts())).unwrap()
+    }
+
+    fn in_state(state: OrderState) -> Order {
+        let o = released();
+        match state {
+            OrderState::Released => o,
+            OrderState::OnHold => {
+                let mut f = facts();
+                f.lines[0].qty_allocated = 0;
+                run(Some(o), upsert(f)).unwrap()
+            }
+            OrderState::Booked => run(
+                Some(o),
+                Command::RecordBooking { carrier: "dhl".into(), tracking_number: "T1".into(), service: None },
+            )
+            .unwrap(),
+            OrderState::Dispatched => {
+                run(Some(in_state(OrderState::Booked)), Command::RecordDeparture { at: now() }).unwrap()
+            }
+            OrderState::Delivered => {
+                run(Some(in_state(OrderState::Dispatched)), Command::RecordDelivery { at: now() }).unwrap()
+            }
+            OrderState::Exception => {
+                run(Some(o), Command::RaiseException { reason: "carrier refused".into() }).unwrap()
+            }
+            OrderState::Cancelled => run(Some(o), Command::Cancel { reason: None, expected_version: None }).unwrap(),
+            OrderState::Received | OrderState::AwaitingApproval => {
+                let mut o = o;
+                o.state = state;
+                o
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_clean_order_is_received_then_released() {
+        let o = released();
+        assert_eq!(o.state, OrderState::Released);
+        assert_eq!(o.version, 2);
+        assert!(o.hold_reasons.is_empty());
+        assert_eq!(o.checks.len(), 6);
+        assert!(o.priority > 0);
+    }
+
+    #[test]
+    fn a_new_order_with_problems_is_held_with_every_reason() {
+        let mut f = facts();
+        f.lines[0].qty_allocated = 1;
+        f.customer.credit_status = crate::CreditStatus::Hold;
+        let o = run(None, upsert(f)).unwrap();
+        assert_eq!(o.state, OrderState::OnHold);
+        assert_eq!(o.hold_reasons, vec![HoldReason::StockShort, HoldReason::CreditHold]);
+    }
+
+    #[test]
+    fn identical_upsert_records_nothing() {
+        let w = whs();
+        let ctx = Ctx { now: now(), warehouses: &w };
+        assert_eq!(decide(Some(&released()), upsert(facts()), &ctx), Ok(vec![]));
+    }
+
+    #[test]
+    fn changed_facts_are_reevaluated_and_named() {
+        let o = released();
+        let mut f = facts();
+        f.lines[0].qty_allocated = 0;
+        let w = whs();
+        let ctx = Ctx { now: now(), warehouses: &w };
+        let events = decide(Some(&o), upsert(f.clone()), &ctx).unwrap();
+        assert!(matches!(&events[0], EventData::FactsUpdated { changed, .. } if changed == &["lines"]));
+        let held = run(Some(o), upsert(f)).unwrap();
+        assert_eq!(held.state, OrderState::OnHold);
+        assert_eq!(held.version, 4);
+        // Stock arrives: released again.
+        let again = run(Some(held), upsert(facts())).unwrap();
+        assert_eq!(again.state, OrderState::Released);
+    }
+
+    #[test]
+    fn stale_version_is_a_conflict() {
+        let o = released();
+        let err =
+            run(Some(o.clone()), Command::Upsert { facts: Box::new(facts()), expected_version: Some(1) }).unwrap_err();
+        assert_eq!(err, DomainError::VersionConflict { expected: 1, current: 2 });
+        let err = run(Some(o), Command::Cancel { reason: None, expected_version: Some(7) }).unwrap_err();
+        assert!(matches!(err, DomainError::VersionConflict { expected: 7, current: 2 }));
+        let ok = run(Some(released()), Command::Cancel { reason: None, expected_version: Some(2) }).unwrap();
+        assert_eq!(ok.state, OrderState::Cancelled);
+    }
+
+    #[test]
+    fn invalid_facts_are_refused_with_fields() {
+        let mut f = facts();
+        f.warehouse = "NOPE".into();
+        match run(None, upsert(f)) {
+            Err(DomainError::Invalid(errs)) => assert_eq!(errs[0].field, "warehouse"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_on_a_missing_order_are_not_found() {
+        assert_eq!(run(None, Command::Reevaluate).unwrap_err(), DomainError::NotFound);
+        assert_eq!(
+            run(None, Command::Cancel { reason: None, expected_version: None }).unwrap_err(),
+            DomainError::NotFound
+        );
+    }
+
+    #[test]
+    fn cancel_from_each_state() {
+        for s in OrderState::ALL {
+            let o = in_state(*s);
+            let r = run(Some(o.clone()), Command::Cancel { reason: Some("customer".into()), expected_version: None });
+            match s {
+                OrderState::Dispatched | OrderState::Delivered => {
+                    assert_eq!(r.unwrap_err(), DomainError::IllegalTransition { from: *s, action: "cancel" })
+                }
+                OrderState::Cancelled => assert_eq!(r.unwrap().version, o.version, "cancel is idempotent"),
+                _ => {
+                    let c = r.unwrap();
+                    assert_eq!(c.state, OrderState::Cancelled, "from {s}");
+                    assert_eq!(c.status_note.as_deref(), Some("customer"));
+                    assert!(c.hold_reasons.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn updates_only_while_open() {
+        let mut f = facts();
+        f.documents.push("packing_list".into());
+        for s in OrderState::ALL {
+            let r = run(Some(in_state(*s)), upsert(f.clone()));
+            if s.is_open() {
+                assert!(r.is_ok(), "{s}: {r:?}");
+            } else {
+                assert_eq!(r.unwrap_err(), DomainError::IllegalTransition { from: *s, action: "update" });
+            }
+        }
+    }
+
+    #[test]
+    fn booking_departure_delivery_follow_the_lifecycle() {
+        let booked = in_state(OrderState::Booked);
+        assert_eq!(booked.shipment.as_ref().unwrap().tracking_number, "T1");
+        let d = in_state(OrderState::Delivered);
+        assert_eq!(d.state, OrderState::Delivered);
+        assert!(d.shipment.as_ref().unwrap().delivered_at.is_some());
+        for s in [OrderState::OnHold, OrderState::Booked, OrderState::Cancelled] {
+            let r = run(
+                Some(in_state(s)),
+                Command::RecordBooking { carrier: "x".into(), tracking_number: "y".into(), service: None },
+            );
+            assert_eq!(r.unwrap_err(), DomainError::IllegalTransition { from: s, action: "book" });
+        }
+        assert!(matches!(
+            run(Some(in_state(OrderState::Released)), Command::RecordDeparture { at: now() }),
+            Err(DomainError::IllegalTransition { action: "dispatch", .. })
+        ));
+        // Delivered without a departure scan is accepted (the scan was lost), twice is a no-op.
+        let direct = run(Some(in_state(OrderState::Booked)), Command::RecordDelivery { at: now() }).unwrap();
+        assert_eq!(direct.state, OrderState::Delivered);
+        assert_eq!(run(Some(direct.clone()), Command::RecordDelivery { at: now() }).unwrap().version, direct.version);
+        assert!(run(Some(in_state(OrderState::OnHold)), Command::RaiseException { reason: "x".into() }).is_err());
+    }
+
+    #[test]
+    fn reevaluate_records_only_a_changed_outcome() {
+        let o = released();
+        let w = whs();
+        let ctx = Ctx { now: now(), warehouses: &w };
+        assert_eq!(decide(Some(&o), Command::Reevaluate, &ctx), Ok(vec![]));
+        // A week later the promised date is gone: cut-off missed.
+        let later = Ctx { now: now() + chrono::Duration::days(7), warehouses: &w };
+        let ev = decide(Some(&o), Command::Reevaluate, &later).unwrap();
+        assert!(matches!(&ev[0], EventData::Evaluated(e) if e.hold_reasons == vec![HoldReason::CutoffMissed]));
+        assert!(decide(Some(&in_state(OrderState::Booked)), Command::Reevaluate, &ctx).is_err());
+    }
+
+    #[test]
+    fn apply_refuses_impossible_streams() {
+        let o = released();
+        let ev = |version, data| Event {
+            order_id: "ord_1".into(),
+            version,
+            at: now(),
+            actor: "t".into(),
+            request_id: None,
+            data,
+        };
+        assert!(matches!(apply(None, &ev(1, EventData::Cancelled { reason: None })), Err(DomainError::Corrupt(_))));
+        assert!(matches!(
+            apply(Some(o.clone()), &ev(5, EventData::Cancelled { reason: None })),
+            Err(DomainError::Corrupt(_))
+        ));
+        assert!(matches!(apply(Some(o), &ev(3, EventData::Received { facts: facts() })), Err(DomainError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,196 @@
+//! The delivery order: the facts the ERP (or an integrator) sends, and the projection that
+//! dispatchd keeps of it.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::readiness::CheckResult;
+use crate::vocab::{CreditStatus, HoldReason, OrderState, PaymentStatus, ServiceLevel};
+
+/// What the system of record says about a delivery order. This is the body of
+/// `POST /api/v1/orders`; upserts are keyed by (`source`, `external_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrderFacts {
+    /// Which system the order comes from, e.g. `odoo`.
+    #[schema(example = "odoo")]
+    pub source: String,
+    /// The order's id in that system, e.g. the picking name.
+    #[schema(example = "WH1/OUT/00042")]
+    pub external_id: String,
+    /// Warehouse code, one of `GET /api/v1/warehouses`.
+    #[schema(example = "AMS")]
+    pub warehouse: String,
+    /// Sales channel: `sales`, `ecommerce`, `key_account`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ecommerce")]
+    pub channel: Option<String>,
+    pub customer: Customer,
+    pub service_level: ServiceLevel,
+    /// Date the customer was promised delivery (warehouse-local calendar date).
+    #[schema(value_type = String, format = Date, example = "2026-11-28")]
+    pub promised_date: NaiveDate,
+    pub ship_to: Address,
+    pub lines: Vec<Line>,
+    #[serde(default)]
+    pub payment: Payment,
+    /// Codes of the documents that are present, e.g. `commercial_invoice`.
+    #[serde(default)]
+    pub documents: Vec<String>,
+    /// `parcel`, `ltl`, `ftl`, `courier`, `own_fleet`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "parcel")]
+    pub transport_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "dhl")]
+    pub carrier_preference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Customer {
+    #[schema(example = "C-100")]
+    pub id: String,
+    #[serde(default)]
+    #[schema(example = "Acme BV")]
+    pub name: String,
+    /// `standard`, `silver`, `gold`, `platinum`, `key_account`.
+    #[serde(default = "default_tier")]
+    #[schema(example = "gold")]
+    pub tier: String,
+    #[serde(default = "default_credit")]
+    pub credit_status: CreditStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "u-7")]
+    pub account_owner: Option<String>,
+}
+
+fn default_tier() -> String {
+    "standard".into()
+}
+
+fn default_credit() -> CreditStatus {
+    CreditStatus::Ok
+}
+
+/// Ship-to address. Missing parts are not a request error: they hold the order with
+/// `address_invalid`, because the ERP record is what must be fixed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Address {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub street: String,
+    #[serde(default)]
+    pub city: String,
+    #[serde(default)]
+    pub postcode: String,
+    /// ISO 3166-1 alpha-2.
+    #[serde(default)]
+    #[schema(example = "NL")]
+    pub country: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Line {
+    #[schema(example = "P-1")]
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "pumps")]
+    pub product_family: Option<String>,
+    pub qty: u32,
+    /// Quantity reserved in stock for this line.
+    #[serde(default)]
+    pub qty_allocated: u32,
+    #[serde(default)]
+    pub unit_value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_cost: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_kg: Option<f64>,
+    /// Dangerous goods: needs a dangerous-goods declaration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hazmat: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Payment {
+    #[serde(default = "default_terms")]
+    #[schema(example = "net30")]
+    pub terms: String,
+    #[serde(default = "default_payment_status")]
+    pub status: PaymentStatus,
+}
+
+fn default_terms() -> String {
+    "net30".into()
+}
+
+fn default_payment_status() -> PaymentStatus {
+    PaymentStatus::Ok
+}
+
+impl Default for Payment {
+    fn default() -> Self {
+        Payment { terms: default_terms(), status: default_payment_status() }
+    }
+}
+
+impl OrderFacts {
+    /// Total goods value of the order (sum of qty × unit value).
+    pub fn order_value(&self) -> f64 {
+        self.lines.iter().map(|l| f64::from(l.qty) * l.unit_value).sum()
+    }
+
+    pub fn total_weight_kg(&self) -> f64 {
+        self.lines.iter().map(|l| f64::from(l.qty) * l.weight_kg.unwrap_or(0.0)).sum()
+    }
+
+    pub fn has_hazmat(&self) -> bool {
+        self.lines.iter().any(|l| l.hazmat)
+    }
+}
+
+/// The query projection of one order: its latest facts, state and the last decision about it.
+/// It is always exactly the fold of the order's events (see [`crate::replay`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    #[schema(example = "ord_01938f0a6c1e7b2a9d4f5e6a7b8c9d0e")]
+    pub id: String,
+    /// Number of events in the order's stream; the optimistic-concurrency token (`ETag`).
+    pub version: u64,
+    pub state: OrderState,
+    /// Every failing readiness reason; empty when none.
+    pub hold_reasons: Vec<HoldReason>,
+    /// Dispatch priority, 0–1000: higher leaves first.
+    pub priority: i32,
+    #[serde(flatten)]
+    pub facts: OrderFacts,
+    /// Result of each readiness check at the last evaluation.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Latest departure that still meets the promised date (the cut-off on the ship-by date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_departure: Option<DateTime<Utc>>,
+    /// Why the order was cancelled or went to `exception`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<Shipment>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the order entered its current state (queue aging).
+    pub state_since: DateTime<Utc>,
+}
+
+/// The carrier booking of an order and its last known tracking status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub departed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
