@@ -77,3 +77,40 @@ pub struct Event {
     #[serde(flatten)]
     pub data: EventData,
 }
+
+/// One line a person reads in the timeline: what happened and why.
+pub fn summary(data: &EventData) -> String {
+    match data {
+        EventData::Received { facts } => format!(
+            "Received from {} as {}: {} line(s), {}, promised {}",
+            facts.source,
+            facts.external_id,
+            facts.lines.len(),
+            facts.service_level,
+            facts.promised_date
+        ),
+        EventData::FactsUpdated { changed, .. } => format!("Updated by the system of record: {}", changed.join(", ")),
+        EventData::Evaluated(e) if e.hold_reasons.is_empty() => {
+            format!("Released: all {} readiness checks passed; priority {}", e.checks.len(), e.priority)
+        }
+        EventData::Evaluated(e) => {
+            let failing: Vec<String> = e
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{} ({})", c.reason.map_or("?", |r| r.code()), c.detail))
+                .collect();
+            format!("Held: {}", failing.join("; "))
+        }
+        EventData::Cancelled { reason } => match reason {
+            Some(r) => format!("Cancelled: {r}"),
+            None => "Cancelled".to_string(),
+        },
+        EventData::Booked { carrier, tracking_number, .. } => {
+            format!("Booked with {carrier}, tracking {tracking_number}")
+        }
+        EventData::Dispatched { departed_at } => format!("Departed the warehouse at {}", departed_at.to_rfc3339()),
+        EventData::Delivered { delivered_at } => format!("Delivered at {}", delivered_at.to_rfc3339()),
+        EventData::ExceptionRaised { reason } => format!("Exception: {reason}"),
+    }
+}

@@ -7,7 +7,9 @@
 //! [`readiness`] checks and [`priority`] scoring and returns [`EventData`] → [`apply`] folds
 //! the events into the [`Order`] projection.
 
+pub mod access;
 pub mod address;
+pub mod effects;
 pub mod event;
 pub mod machine;
 pub mod order;

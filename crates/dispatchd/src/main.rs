@@ -1,1 +1,156 @@
-fn main() {}
+//! `dispatchd`: the binary. Parses the command line, loads configuration, wires the store,
+//! the HTTP server and (later) the workers together. Errors end here as readable messages.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use dispatch_server::clock::{Clock, SystemClock};
+
+mod app;
+mod config;
+mod demo;
+
+use config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "dispatchd",
+    version,
+    about = "The dispatch control layer for Odoo logistics",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct StoreArgs {
+    /// Directory of the embedded database (and of a dispatchd.toml, if present).
+    #[arg(long, env = "DISPATCHD_DATA_DIR", conflicts_with = "database_url")]
+    data_dir: Option<PathBuf>,
+    /// Database URL instead of a data directory: sqlite://PATH.
+    #[arg(long, env = "DISPATCHD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Configuration file (TOML); see examples/dispatchd.toml.
+    #[arg(long, env = "DISPATCHD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the API.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Load a realistic scenario (three warehouses, ~2,000 open orders) and serve it.
+    Demo {
+        /// Where to keep the demo's data; a new temporary directory when omitted.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seed of the scenario: the same seed gives the same orders.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of open orders to generate.
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it on stdout (shown once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles, e.g. dispatcher,supervisor.
+        #[arg(long)]
+        roles: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn overrides(store: &StoreArgs, listen: Option<SocketAddr>, log_format: Option<LogFormat>) -> Overrides {
+    Overrides { listen, data_dir: store.data_dir.clone(), database_url: store.database_url.clone(), log_format }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+const DEFAULT_LOG: &str = "info,sqlx=warn,tower_http=warn";
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command {
+        Cmd::Serve { store, listen, log_format } => {
+            let cfg = Config::load(store.config.as_deref(), &overrides(&store, listen, log_format))?;
+            init_logging(cfg.log_format, DEFAULT_LOG);
+            let store_handle = app::open_store(&cfg).await?;
+            let listener = app::bind(cfg.listen).await?;
+            tracing::info!(address = %listener.local_addr()?, data = %cfg.data_dir.display(), "dispatchd serving");
+            app::serve(listener, store_handle, cfg.warehouses()?, clock).await
+        }
+        Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
+            init_logging(log_format.unwrap_or_default(), "warn");
+            app::demo(app::DemoArgs { data_dir, listen, seed, orders }, clock).await
+        }
+        Cmd::Token { command: TokenCmd::Create { name, roles, store } } => {
+            init_logging(LogFormat::Human, "warn");
+            let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
+            let roles = dispatch_server::auth::parse_roles(&roles)?;
+            let s = app::open_store(&cfg).await?;
+            let token = dispatch_server::auth::create_token(s.as_ref(), &name, &roles, clock.now()).await;
+            s.close().await;
+            println!("{}", token?);
+            Ok(())
+        }
+        Cmd::Migrate { store } => {
+            init_logging(LogFormat::Human, "info,sqlx=warn");
+            let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
+            let s = app::open_store(&cfg).await.context("migration failed")?;
+            s.close().await;
+            eprintln!("database at {} is up to date", cfg.database_path()?.display());
+            Ok(())
+        }
+    }
+}

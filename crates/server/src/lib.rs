@@ -1,1 +1,93 @@
+//! The HTTP shell of dispatchd: axum routes over the store and the pure core. Handlers parse,
+//! authorize, hand a pure decision to the store and render the committed result; they hold
+//! no business logic of their own.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use dispatch_core::Warehouses;
+use dispatch_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub mod auth;
+pub mod clock;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use clock::Clock;
+use problem::Problem;
+use routes::Access;
+
+/// Everything a request handler may use.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub warehouses: Arc<Warehouses>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: auth::TokenCache,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, warehouses: Warehouses, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(AppState {
+            store,
+            warehouses: Arc::new(warehouses),
+            clock,
+            tokens: auth::TokenCache::default(),
+            metrics: metrics::handle(),
+        })
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router: Router<Arc<AppState>> = Router::new();
+    for (spec, handler) in routes::table() {
+        let handler = match spec.access {
+            Access::Public => handler,
+            Access::Requires(p) => handler
+                .route_layer(from_fn_with_state(p, auth::require_permission))
+                .route_layer(from_fn_with_state(state.clone(), auth::require_token)),
+        };
+        router = router.route(spec.path, handler);
+    }
+    router
+        .fallback(|| async { Problem::not_found("this path").into_response() })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this path does not take that method; see /api/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(from_fn(metrics::track_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests and closes the store
+/// (so every acknowledged write is committed).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = state.store.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    store.close().await;
+    result
+}

@@ -1,0 +1,67 @@
+//! Who may do what: the permission matrix in one place. Every HTTP route declares one of
+//! these permissions; the server's route table and its tests are generated from it.
+
+use serde::Serialize;
+
+use crate::vocab::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// See orders, queues, timelines.
+    ReadOrders,
+    /// Create and update orders (ERP sync, integrators, dispatch staff).
+    WriteOrders,
+    /// Cancel an order.
+    CancelOrders,
+    /// See configuration such as warehouses and cut-offs.
+    ReadConfig,
+}
+
+impl Permission {
+    pub const ALL: &'static [Permission] =
+        &[Permission::ReadOrders, Permission::WriteOrders, Permission::CancelOrders, Permission::ReadConfig];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Permission::ReadOrders => "read_orders",
+            Permission::WriteOrders => "write_orders",
+            Permission::CancelOrders => "cancel_orders",
+            Permission::ReadConfig => "read_config",
+        }
+    }
+}
+
+/// The matrix: does `role` hold `permission`?
+pub fn role_allows(role: Role, permission: Permission) -> bool {
+    use Permission::*;
+    use Role::*;
+    match permission {
+        // Everyone who can sign in may look; auditors only ever look.
+        ReadOrders | ReadConfig => true,
+        WriteOrders | CancelOrders => {
+            matches!(role, Dispatcher | WarehouseLead | Supervisor | OpsManager | Admin | Integration)
+        }
+    }
+}
+
+/// Any of the caller's roles grants it.
+pub fn allows(roles: &[Role], permission: Permission) -> bool {
+    roles.iter().any(|r| role_allows(*r, permission))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auditors_and_approvers_only_read() {
+        for r in [Role::Auditor, Role::Finance, Role::Compliance, Role::AccountOwner] {
+            assert!(role_allows(r, Permission::ReadOrders));
+            assert!(!role_allows(r, Permission::WriteOrders), "{r}");
+            assert!(!role_allows(r, Permission::CancelOrders), "{r}");
+        }
+        assert!(allows(&[Role::Auditor, Role::Dispatcher], Permission::WriteOrders));
+        assert!(!allows(&[], Permission::ReadOrders));
+    }
+}

@@ -1,0 +1,191 @@
+//! Wiring: open the store, bind, serve until a signal, and the demo's setup.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use dispatch_core::{Command, Ctx, OrderFacts, Warehouses, decide};
+use dispatch_server::AppState;
+use dispatch_server::clock::Clock;
+use dispatch_store::{OrderWrite, SqliteOptions, SqliteStore, Store, Target, WriteMeta};
+use futures::StreamExt;
+
+use crate::config::{self, Config, Overrides};
+
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    let path = cfg.database_path()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    let mut opts = SqliteOptions::new(&path);
+    opts.durability = cfg.durability;
+    let store = SqliteStore::open(opts).await.with_context(|| format!("cannot open database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another process using it? Choose another with --listen"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    warehouses: Warehouses,
+    clock: Arc<dyn Clock>,
+) -> Result<()> {
+    let state = AppState::new(store, warehouses, clock);
+    dispatch_server::serve(listener, state, shutdown_signal()).await.context("server failed")
+}
+
+/// Writes orders through the same path as the API (decide in the write transaction), many at
+/// a time so the store groups them into few commits.
+pub async fn load_orders(
+    store: &Arc<dyn Store>,
+    warehouses: &Arc<Warehouses>,
+    clock: &Arc<dyn Clock>,
+    orders: Vec<OrderFacts>,
+    actor: &str,
+    on_done: impl Fn(),
+) -> Result<()> {
+    let writes = orders.into_iter().map(|facts| {
+        let now = clock.now();
+        let warehouses = warehouses.clone();
+        let store = store.clone();
+        let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
+        let meta = WriteMeta { actor: actor.to_string(), request_id: None, at: now };
+        async move {
+            store
+                .execute(OrderWrite {
+                    target,
+                    meta,
+                    idempotency: None,
+                    decide: Box::new(move |cur| {
+                        decide(
+                            cur,
+                            Command::Upsert { facts: Box::new(facts), expected_version: None },
+                            &Ctx { now, warehouses: &warehouses },
+                        )
+                    }),
+                })
+                .await
+        }
+    });
+    let mut results = futures::stream::iter(writes).buffer_unordered(256);
+    while let Some(r) = results.next().await {
+        r.context("loading demo orders")?;
+        on_done();
+    }
+    Ok(())
+}
+
+pub struct DemoArgs {
+    pub data_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub seed: u64,
+    pub orders: usize,
+}
+
+pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => {
+            std::env::temp_dir().join(format!("dispatchd-demo-{}-{}", args.seed, clock.now().format("%Y%m%d-%H%M%S")))
+        }
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // The demo's configuration lives with its data, so `serve --data-dir` finds it again.
+    let cfg_file = data_dir.join(config::DATA_DIR_CONFIG);
+    if !cfg_file.exists() {
+        let text = config::EXAMPLE
+            .replace("data_dir = \"./dispatchd-data\"", &format!("data_dir = {:?}", data_dir.display().to_string()));
+        std::fs::write(&cfg_file, text).with_context(|| format!("cannot write {}", cfg_file.display()))?;
+    }
+    let cfg = Config::load(
+        Some(&cfg_file),
+        &Overrides { listen: Some(args.listen), data_dir: Some(data_dir.clone()), ..Default::default() },
+    )?;
+    let warehouses = Arc::new(cfg.warehouses()?);
+    let store = open_store(&cfg).await?;
+    let existing = store.order_count().await?;
+    let generated = if existing == 0 {
+        let facts = crate::demo::orders(args.seed, args.orders, clock.now(), &warehouses);
+        let bar = progress(facts.len() as u64, "loading demo orders");
+        load_orders(&store, &warehouses, &clock, facts, "demo", || bar.inc(1)).await?;
+        bar.finish_and_clear();
+        true
+    } else {
+        false
+    };
+    let token =
+        dispatch_server::auth::create_token(store.as_ref(), "demo-admin", &[dispatch_core::Role::Admin], clock.now())
+            .await?;
+    let listener = bind(cfg.listen).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let total = store.order_count().await?;
+    let counts = store.counts().await?;
+    let mut by_state = std::collections::BTreeMap::<String, i64>::new();
+    for (s, _, n) in &counts.by_state_warehouse {
+        *by_state.entry(s.clone()).or_default() += n;
+    }
+    let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!("dispatchd demo is running");
+    println!();
+    println!(
+        "  data      {} ({})",
+        data_dir.display(),
+        if generated { "new scenario" } else { "existing data, nothing generated" }
+    );
+    println!("  orders    {total} in {} warehouses: {}", warehouses.len(), states.join(", "));
+    println!("  API       {url}/api/v1/orders");
+    println!("  API doc   {url}/api/openapi.json");
+    println!("  metrics   {url}/metrics");
+    println!("  token     {token}   (role admin, shown once)");
+    println!();
+    println!("Try:");
+    println!("  export TOKEN={token}");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/orders?state=on_hold&limit=5'");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/orders?state=on_hold&reason=docs_missing&warehouse=MAN&limit=1'"
+    );
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/orders/<id>/timeline");
+    println!();
+    println!("Stop with Ctrl-C. `dispatchd serve --data-dir {}` serves the same data again.", data_dir.display());
+    serve(listener, store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock).await
+}
+
+/// A progress bar on a terminal; nothing in pipes and CI.
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}

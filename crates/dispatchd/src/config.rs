@@ -1,0 +1,168 @@
+//! Configuration: built-in defaults < TOML file < `DISPATCHD_*` environment < flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dispatch_core::{Warehouse, Warehouses};
+use dispatch_store::sqlite::Durability;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The example configuration shipped in the repository; its warehouses are the default.
+pub const EXAMPLE: &str = include_str!("../../../examples/dispatchd.toml");
+
+/// Name of the config file inside a data directory (the demo writes one there).
+pub const DATA_DIR_CONFIG: &str = "dispatchd.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    pub durability: Durability,
+    #[serde(default)]
+    pub warehouses: Vec<Warehouse>,
+}
+
+/// Values given on the command line; `None` leaves the layer below in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    data_dir: &'static str,
+    durability: Durability,
+}
+
+impl Config {
+    /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
+    /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        let env = || Env::prefixed("DISPATCHD_").ignore(&["config"]);
+        let base = Figment::from(Serialized::defaults(Defaults {
+            listen: "127.0.0.1:8080",
+            data_dir: "./dispatchd-data",
+            durability: Durability::Full,
+        }));
+        let file = match file {
+            Some(f) => {
+                if !f.exists() {
+                    bail!("config file {} does not exist; copy examples/dispatchd.toml to start one", f.display());
+                }
+                Some(f.to_path_buf())
+            }
+            None => {
+                // Find the data dir first (flags, env, default) to look for its config file.
+                let probe: Config = base
+                    .clone()
+                    .merge(env())
+                    .merge(Serialized::defaults(flags.clone()))
+                    .extract()
+                    .context("reading configuration from the environment")?;
+                let candidate = probe.data_dir.join(DATA_DIR_CONFIG);
+                candidate.exists().then_some(candidate)
+            }
+        };
+        let mut fig = base;
+        if let Some(f) = &file {
+            fig = fig.merge(Toml::file(f));
+        }
+        let mut cfg: Config =
+            fig.merge(env()).merge(Serialized::defaults(flags.clone())).extract().with_context(|| match &file {
+                Some(f) => format!("configuration in {} is invalid", f.display()),
+                None => "configuration is invalid".to_string(),
+            })?;
+        if cfg.warehouses.is_empty() {
+            cfg.warehouses = example_warehouses()?;
+        }
+        Ok(cfg)
+    }
+
+    pub fn warehouses(&self) -> Result<Warehouses> {
+        Warehouses::new(self.warehouses.clone()).context("warehouse configuration is invalid")
+    }
+
+    pub fn database_path(&self) -> Result<PathBuf> {
+        match &self.database_url {
+            None => Ok(self.data_dir.join("dispatchd.db")),
+            Some(url) => {
+                if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+                    Ok(PathBuf::from(path))
+                } else if url.starts_with("postgres") {
+                    bail!(
+                        "this build stores data in SQLite only; PostgreSQL support is being added. Use --data-dir DIR"
+                    )
+                } else {
+                    bail!("database URL `{url}` is not understood; use sqlite://PATH or --data-dir DIR")
+                }
+            }
+        }
+    }
+}
+
+pub fn example_warehouses() -> Result<Vec<Warehouse>> {
+    #[derive(Deserialize)]
+    struct Only {
+        warehouses: Vec<Warehouse>,
+    }
+    let only: Only = toml::from_str(EXAMPLE).context("the built-in example configuration is invalid")?;
+    Ok(only.warehouses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_with_three_warehouses() {
+        let w = example_warehouses().unwrap();
+        assert_eq!(w.len(), 3);
+        Warehouses::new(w).unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n").unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.warehouses.len(), 3, "no warehouses configured: the example ones");
+        let flags = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        assert_eq!(Config::load(Some(&file), &flags).unwrap().listen.port(), 9100);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), &Overrides::default()).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+        assert!(Config::load(Some(&dir.path().join("nope.toml")), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! Bearer API tokens. A token is `dsp_<prefix>_<secret>`: the prefix finds the record, the
+//! secret is stored only as a SHA-256 hash (it is 256 random bits, so a slow password hash
+//! adds nothing) and compared in constant time. Tokens are shown once, at creation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use dispatch_core::Role;
+use dispatch_core::access::{Permission, allows};
+use dispatch_store::{Store, StoreError, TokenRecord};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The authenticated caller, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// How the caller appears on events and in the audit trail.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+}
+
+/// A freshly made token: the secret string (to show once) and the record to store.
+pub struct NewToken {
+    pub token: String,
+    pub record: TokenRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("unknown role `{0}`; roles are: {1}")]
+    UnknownRole(String, String),
+    #[error("a token needs at least one role")]
+    NoRoles,
+    #[error("a token needs a name")]
+    NoName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn parse_roles(list: &str) -> Result<Vec<Role>, TokenError> {
+    let mut roles = Vec::new();
+    for r in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        let role = Role::from_code(r).ok_or_else(|| {
+            TokenError::UnknownRole(r.into(), Role::ALL.iter().map(|r| r.code()).collect::<Vec<_>>().join(", "))
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err(TokenError::NoRoles);
+    }
+    Ok(roles)
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+pub fn new_token(
+    name: &str,
+    roles: &[Role],
+    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<NewToken, TokenError> {
+    if name.trim().is_empty() {
+        return Err(TokenError::NoName);
+    }
+    if roles.is_empty() {
+        return Err(TokenError::NoRoles);
+    }
+    let mut rng = rand::rng();
+    let mut prefix = [0u8; 6];
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut prefix);
+    rng.fill_bytes(&mut secret);
+    let (prefix, secret) = (hex::encode(prefix), hex::encode(secret));
+    Ok(NewToken {
+        token: format!("dsp_{prefix}_{secret}"),
+        record: TokenRecord {
+            id: format!("tok_{}", uuid::Uuid::now_v7().simple()),
+            name: name.trim().to_string(),
+            prefix,
+            secret_hash: hash_secret(&secret),
+            roles: roles.iter().map(|r| r.code().to_string()).collect(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        },
+    })
+}
+
+/// Creates a token and stores it; returns the token string to show once.
+pub async fn create_token(
+    store: &dyn Store,
+    name: &str,
+    roles: &[Role],
+    now: DateTime<Utc>,
+) -> Result<String, TokenError> {
+    let t = new_token(name, roles, now, None)?;
+    store.insert_token(&t.record).await?;
+    Ok(t.token)
+}
+
+/// Verified tokens for a few seconds, so a busy integration does not cost a database read per
+/// request. Revocation therefore takes effect within [`CACHE_TTL`].
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct TokenCache {
+    entries: RwLock<HashMap<String, (Principal, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, key: &str) -> Option<Principal> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, key: String, p: Principal) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        map.insert(key, (p, Instant::now()));
+    }
+}
+
+/// Resolves a bearer token to its principal, or says why not (the same answer for an unknown
+/// token and a wrong secret, so tokens cannot be probed).
+pub async fn authenticate(
+    store: &dyn Store,
+    cache: &TokenCache,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Principal, Problem> {
+    const BAD: &str = "the bearer token is not valid; create one with `dispatchd token create`";
+    let cache_key = hash_secret(token);
+    if let Some(p) = cache.get(&cache_key) {
+        return Ok(p);
+    }
+    let mut parts = token.splitn(3, '_');
+    let (Some("dsp"), Some(prefix), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Problem::unauthorized(BAD));
+    };
+    let record =
+        store.token_by_prefix(prefix).await.map_err(Problem::from)?.ok_or_else(|| Problem::unauthorized(BAD))?;
+    let ok: bool = hash_secret(secret).as_bytes().ct_eq(record.secret_hash.as_bytes()).into();
+    if !ok || record.revoked_at.is_some() || record.expires_at.is_some_and(|e| e <= now) {
+        return Err(Problem::unauthorized(BAD));
+    }
+    let roles = record.roles.iter().filter_map(|r| Role::from_code(r)).collect();
+    let p = Principal { token_id: record.id.clone(), name: record.name.clone(), roles };
+    if record.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1))
+        && let Err(e) = store.touch_token(&record.id, now).await
+    {
+        tracing::warn!(error = %e, "could not record token use");
+    }
+    cache.put(cache_key, p.clone());
+    Ok(p)
+}
+
+/// Middleware for `/api/v1`: every request needs a valid bearer token.
+pub async fn require_token(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+        return Problem::unauthorized(
+            "send `Authorization: Bearer <token>`; create a token with `dispatchd token create`",
+        )
+        .into_response();
+    };
+    match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Per-route check of the route's declared permission.
+pub async fn require_permission(State(permission): State<Permission>, req: Request, next: Next) -> Response {
+    let Some(p) = req.extensions().get::<Principal>() else {
+        return Problem::unauthorized("authentication required").into_response();
+    };
+    if allows(&p.roles, permission) {
+        next.run(req).await
+    } else {
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.code()).collect();
+        Problem::forbidden(format!(
+            "this needs the `{}` permission, which none of your roles ({}) has",
+            permission.code(),
+            roles.join(", ")
+        ))
+        .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let a = new_token("n", &[Role::Admin], Utc::now(), None).unwrap();
+        let b = new_token("n", &[Role::Admin], Utc::now(), None).unwrap();
+        assert_ne!(a.token, b.token);
+        assert!(a.token.starts_with("dsp_"));
+        assert!(!a.record.secret_hash.is_empty());
+        assert!(!a.token.contains(&a.record.secret_hash));
+        let secret = a.token.rsplit('_').next().unwrap();
+        assert_eq!(hash_secret(secret), a.record.secret_hash);
+    }
+
+    #[test]
+    fn roles_are_parsed_strictly() {
+        assert_eq!(parse_roles("admin, dispatcher,admin").unwrap(), vec![Role::Admin, Role::Dispatcher]);
+        assert!(matches!(parse_roles("root"), Err(TokenError::UnknownRole(..))));
+        assert!(matches!(parse_roles(" , "), Err(TokenError::NoRoles)));
+    }
+}

@@ -1,0 +1,37 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the domain types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{orders, system};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dispatchd", description = "Dispatch control layer: readiness, holds, priority and the audit trail of every delivery order."),
+    paths(
+        system::healthz, system::readyz, system::metrics, system::openapi, system::warehouses,
+        orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
+    ),
+    components(schemas(
+        dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
+        dispatch_core::Warehouse, dispatch_core::FieldError, crate::problem::Problem,
+        orders::OrderList, orders::Timeline, orders::TimelineEntry, orders::CancelRequest,
+    )),
+    modifiers(&Bearer),
+    tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
+         (name = "config", description = "Configuration the decisions depend on"),
+         (name = "system", description = "Probes, metrics, this document")),
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("dsp_…").build()),
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The route table: every route with its method, path and the permission it requires, in one
+//! place. The router is built from it, and the access tests walk it, so a route cannot be
+//! added without declaring who may call it.
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
+use dispatch_core::access::Permission;
+
+use crate::AppState;
+
+pub mod orders;
+pub mod system;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token: probes, metrics and the API document.
+    Public,
+    /// A valid bearer token whose roles grant this permission.
+    Requires(Permission),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// axum path syntax, `{id}` for parameters.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
+    use Access::*;
+    use Permission::*;
+    let r = |method: Method, path: &'static str, access: Access, handler: MethodRouter<Arc<AppState>>| {
+        (RouteSpec { method, path, access }, handler)
+    };
+    vec![
+        r(Method::GET, "/healthz", Public, get(system::healthz)),
+        r(Method::GET, "/readyz", Public, get(system::readyz)),
+        r(Method::GET, "/metrics", Public, get(system::metrics)),
+        r(Method::GET, "/api/openapi.json", Public, get(system::openapi)),
+        r(Method::GET, "/api/v1/warehouses", Requires(ReadConfig), get(system::warehouses)),
+        r(Method::POST, "/api/v1/orders", Requires(WriteOrders), post(orders::upsert)),
+        r(Method::GET, "/api/v1/orders", Requires(ReadOrders), get(orders::list)),
+        r(Method::GET, "/api/v1/orders/{id}", Requires(ReadOrders), get(orders::get_one)),
+        r(Method::GET, "/api/v1/orders/{id}/timeline", Requires(ReadOrders), get(orders::timeline)),
+        r(Method::POST, "/api/v1/orders/{id}/cancel", Requires(CancelOrders), post(orders::cancel)),
+    ]
+}
+
+/// The table without handlers, for tests and the security document.
+pub fn specs() -> Vec<RouteSpec> {
+    table().into_iter().map(|(s, _)| s).collect()
+}

@@ -1,0 +1,322 @@
+//! `/api/v1/orders`: upsert, read, list, timeline, cancel.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dispatch_core::{Command, Ctx, Event, FieldError, HoldReason, Order, OrderFacts, OrderState, decide};
+use dispatch_store::{IdempotencyKey, OrderQuery, OrderWrite, Target, WriteMeta, WriteOutcome};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::extract::JsonBody;
+use crate::problem::Problem;
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<Order>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TimelineEntry {
+    #[serde(flatten)]
+    pub event: Event,
+    /// What happened and why, in one line.
+    pub summary: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Timeline {
+    pub order_id: String,
+    pub items: Vec<TimelineEntry>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters; parsing is strict and by hand below
+pub struct ListParams {
+    /// One state or several separated by commas.
+    state: Option<String>,
+    warehouse: Option<String>,
+    /// Only held orders with this hold reason.
+    reason: Option<String>,
+    customer: Option<String>,
+    /// Page size, 1–500 (default 50).
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `If-Match: "3"` (or `3`): the version the caller last saw.
+fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let s = v.to_str().unwrap_or("").trim().trim_start_matches("W/").trim_matches('"');
+    s.parse::<u64>().map(Some).map_err(|_| {
+        Problem::bad_request("bad-if-match", "If-Match must be the order's version as returned in its ETag, e.g. \"3\"")
+    })
+}
+
+fn idempotency(
+    headers: &HeaderMap,
+    principal: &Principal,
+    what: &str,
+    body: &impl Serialize,
+) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v.to_str().unwrap_or("").trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::bad_request("bad-idempotency-key", "Idempotency-Key must be 1–255 visible characters"));
+    }
+    // The hash covers the operation and the parsed body, so formatting differences do not
+    // count as a different request but any change of content does.
+    let mut h = Sha256::new();
+    h.update(what.as_bytes());
+    h.update(serde_json::to_vec(body).map_err(|_| Problem::internal())?);
+    Ok(Some(IdempotencyKey {
+        scope: principal.token_id.clone(),
+        key: key.to_string(),
+        request_hash: hex::encode(h.finalize()),
+    }))
+}
+
+fn order_response(status: StatusCode, outcome: &WriteOutcome) -> Response {
+    let mut resp = (status, axum::Json(&outcome.order)).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", outcome.order.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/orders/{}", outcome.order.id)) {
+        h.insert(header::LOCATION, v);
+    }
+    if outcome.replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Create or update a delivery order, keyed by (`source`, `external_id`).
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = OrderFacts,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first answer again, nothing recorded twice"),
+        ("If-Match" = Option<String>, Header, description = "Expected current version; a stale one is a 409"),
+    ),
+    responses(
+        (status = 201, description = "Created and evaluated", body = Order),
+        (status = 200, description = "Updated (or unchanged)", body = Order),
+        (status = 400, description = "Malformed JSON", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not write orders", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version or order no longer modifiable", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, named", body = crate::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn upsert(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    JsonBody(facts): JsonBody<OrderFacts>,
+) -> Result<Response, Problem> {
+    let expected = expected_version(&headers)?;
+    let idem = idempotency(&headers, &principal, "upsert_order", &facts)?;
+    // Refuse an invalid order before it queues for the writer.
+    let errors = dispatch_core::validate(&facts, &app.warehouses);
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let now = app.clock.now();
+    let warehouses = app.warehouses.clone();
+    let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
+    let write = OrderWrite {
+        target,
+        meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
+        idempotency: idem,
+        decide: Box::new(move |current| {
+            let ctx = Ctx { now, warehouses: &warehouses };
+            decide(current, Command::Upsert { facts: Box::new(facts), expected_version: expected }, &ctx)
+        }),
+    };
+    let outcome = app.store.execute(write).await?;
+    crate::metrics::record_write(&outcome);
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(order_response(status, &outcome))
+}
+
+/// One order with its current state, hold reasons, checks and priority.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order id (`ord_…`)")),
+    responses((status = 200, body = Order), (status = 404, body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_one(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let order = app.store.order(&id).await?.ok_or_else(|| Problem::not_found(&format!("order `{id}`")))?;
+    let version = order.version;
+    let mut resp = axum::Json(order).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// Orders, filtered, in creation order, with keyset pagination.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(ListParams),
+    responses((status = 200, body = OrderList), (status = 400, body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(app): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<axum::Json<OrderList>, Problem> {
+    let q = parse_list_query(&params)?;
+    let page = app.store.list_orders(&q).await?;
+    Ok(axum::Json(OrderList { items: page.items, next_cursor: page.next_after.map(|id| URL_SAFE_NO_PAD.encode(id)) }))
+}
+
+fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> {
+    let bad = |field: &str, msg: String| {
+        Problem::bad_request("bad-query", msg.clone()).with_errors(vec![FieldError::new(field, msg)])
+    };
+    let mut q = OrderQuery { limit: 50, ..Default::default() };
+    for (k, v) in params {
+        match k.as_str() {
+            "state" => {
+                for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let state = OrderState::from_code(s).ok_or_else(|| {
+                        let all: Vec<&str> = OrderState::ALL.iter().map(|s| s.code()).collect();
+                        bad("state", format!("unknown state `{s}`; use one of {}", all.join(", ")))
+                    })?;
+                    q.states.push(state);
+                }
+            }
+            "warehouse" => q.warehouse = Some(v.clone()),
+            "customer" => q.customer_id = Some(v.clone()),
+            "reason" => {
+                q.hold_reason = Some(HoldReason::from_code(v).ok_or_else(|| {
+                    let all: Vec<&str> = HoldReason::ALL.iter().map(|s| s.code()).collect();
+                    bad("reason", format!("unknown hold reason `{v}`; use one of {}", all.join(", ")))
+                })?)
+            }
+            "limit" => {
+                q.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| bad("limit", format!("limit must be a number from 1 to 500, not `{v}`")))?
+            }
+            "cursor" => {
+                let decoded = URL_SAFE_NO_PAD
+                    .decode(v.as_bytes())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|s| s.starts_with("ord_"))
+                    .ok_or_else(|| {
+                        bad("cursor", "cursor is not one this server issued; start again without it".into())
+                    })?;
+                q.after_id = Some(decoded);
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    format!("unknown query parameter `{other}`; use state, warehouse, reason, customer, limit, cursor"),
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// Every event of the order, oldest first, each with a one-line summary: who, what, when, why.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/timeline", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, body = Timeline), (status = 404, body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn timeline(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Timeline>, Problem> {
+    let events = app.store.events(&id).await?;
+    if events.is_empty() {
+        return Err(Problem::not_found(&format!("order `{id}`")));
+    }
+    let items = events
+        .into_iter()
+        .map(|event| TimelineEntry { summary: dispatch_core::event::summary(&event.data), event })
+        .collect();
+    Ok(axum::Json(Timeline { order_id: id, items }))
+}
+
+/// Cancel an order (not once it has left the warehouse).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header, description = "Expected current version")),
+    request_body(content = Option<CancelRequest>, description = "Optional reason"),
+    responses((status = 200, body = Order),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let req: CancelRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { CancelRequest::default() } else { crate::extract::parse(&body)? };
+    let expected = expected_version(&headers)?;
+    let idem = idempotency(&headers, &principal, &format!("cancel_order:{id}"), &req.reason)?;
+    let now = app.clock.now();
+    let warehouses = app.warehouses.clone();
+    let reason = req.reason;
+    let write = OrderWrite {
+        target: Target::Id(id),
+        meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
+        idempotency: idem,
+        decide: Box::new(move |current| {
+            let ctx = Ctx { now, warehouses: &warehouses };
+            decide(current, Command::Cancel { reason, expected_version: expected }, &ctx)
+        }),
+    };
+    let outcome = app.store.execute(write).await?;
+    crate::metrics::record_write(&outcome);
+    Ok(order_response(StatusCode::OK, &outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<OrderQuery, Problem> {
+        parse_list_query(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn list_query_is_strict() {
+        let ok = q(&[("state", "on_hold,released"), ("limit", "10"), ("reason", "credit_hold")]).unwrap();
+        assert_eq!(ok.states, vec![OrderState::OnHold, OrderState::Released]);
+        assert_eq!(ok.limit, 10);
+        for bad in
+            [[("state", "flying")], [("limit", "0")], [("limit", "501")], [("cursor", "!!")], [("colour", "red")]]
+        {
+            let p = q(&bad).unwrap_err();
+            assert_eq!(p.status, 400);
+            assert_eq!(p.errors[0].field, bad[0].0);
+        }
+    }
+}

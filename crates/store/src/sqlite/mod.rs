@@ -1,0 +1,357 @@
+//! The embedded SQLite store: one dedicated writer connection that groups concurrent writes
+//! into one transaction, and a small pool for reads (WAL lets them run beside the writer).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dispatch_core::{Event, EventData, Order};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::time::{from_micros, to_micros};
+use crate::{Job, JobStatus, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord, WriteOutcome};
+
+mod writer;
+
+/// How durable a commit is. `Full` survives power loss; `Normal` survives a crash of the
+/// process (not of the machine) and is faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub read_connections: u32,
+    /// Most writes grouped into one transaction.
+    pub max_batch: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions { path: path.into(), durability: Durability::Full, read_connections: 4, max_batch: 256 }
+    }
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writes: mpsc::Sender<writer::Msg>,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and runs the embedded migrations.
+    pub async fn open(opts: SqliteOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::new()
+            .filename(&opts.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match opts.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut wconn = connect.connect().await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut wconn).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.read_connections.max(1))
+            .min_connections(1)
+            .connect_with(connect)
+            .await?;
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1)));
+        Ok(SqliteStore { pool, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)) })
+    }
+
+    /// Opens a database file for a short CLI task (token creation, migration).
+    pub async fn open_path(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let mut o = SqliteOptions::new(path);
+        o.read_connections = 1;
+        Self::open(o).await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+pub(crate) fn order_from_doc(doc: &str) -> Result<Order, StoreError> {
+    Ok(serde_json::from_str(doc)?)
+}
+
+fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
+    let roles: String = r.try_get("roles")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        secret_hash: r.try_get("secret_hash")?,
+        roles: serde_json::from_str(&roles)?,
+        created_at: from_micros(r.try_get("created_at")?),
+        expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_micros),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_micros),
+        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(from_micros),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writes.send(writer::Msg::Write(writer::Pending { write, reply })).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc FROM orders WHERE id = ?1").bind(id).fetch_optional(&self.pool).await?;
+        doc.as_deref().map(order_from_doc).transpose()
+    }
+
+    async fn order_by_key(&self, source: &str, external_id: &str) -> Result<Option<Order>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM orders WHERE source = ?1 AND external_id = ?2")
+            .bind(source)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        doc.as_deref().map(order_from_doc).transpose()
+    }
+
+    async fn list_orders(&self, q: &OrderQuery) -> Result<Page<Order>, StoreError> {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT id, doc FROM orders WHERE 1=1");
+        if !q.states.is_empty() {
+            b.push(" AND state IN (");
+            let mut sep = b.separated(", ");
+            for s in &q.states {
+                sep.push_bind(s.code());
+            }
+            b.push(")");
+        }
+        if let Some(w) = &q.warehouse {
+            b.push(" AND warehouse = ").push_bind(w.clone());
+        }
+        if let Some(c) = &q.customer_id {
+            b.push(" AND customer_id = ").push_bind(c.clone());
+        }
+        if let Some(r) = q.hold_reason {
+            b.push(" AND EXISTS (SELECT 1 FROM json_each(orders.hold_reasons) WHERE value = ")
+                .push_bind(r.code())
+                .push(")");
+        }
+        if let Some(after) = &q.after_id {
+            b.push(" AND id > ").push_bind(after.clone());
+        }
+        let limit = q.limit.clamp(1, 1000);
+        b.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        for r in rows.iter().take(limit as usize) {
+            let doc: String = r.try_get("doc")?;
+            items.push(order_from_doc(&doc)?);
+        }
+        let next_after = if more { items.last().map(|o| o.id.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn events(&self, order_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows =
+            sqlx::query("SELECT version, at, actor, request_id, data FROM events WHERE order_id = ?1 ORDER BY version")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get("data")?;
+                Ok(Event {
+                    order_id: order_id.to_string(),
+                    version: r.try_get::<i64, _>("version")? as u64,
+                    at: from_micros(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    request_id: r.try_get("request_id")?,
+                    data: serde_json::from_str::<EventData>(&data)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn order_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.pool).await?)
+    }
+
+    async fn counts(&self) -> Result<OrderCounts, StoreError> {
+        let by_state_warehouse =
+            sqlx::query_as("SELECT state, warehouse, count(*) FROM orders GROUP BY state, warehouse")
+                .fetch_all(&self.pool)
+                .await?;
+        let holds_by_reason = sqlx::query_as(
+            "SELECT j.value, count(*) FROM orders, json_each(orders.hold_reasons) AS j \
+             WHERE orders.state = 'on_hold' GROUP BY j.value",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(OrderCounts { by_state_warehouse, holds_by_reason })
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, prefix, secret_hash, roles, created_at, expires_at, revoked_at, last_used_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.prefix)
+        .bind(&t.secret_hash)
+        .bind(serde_json::to_string(&t.roles)?)
+        .bind(to_micros(t.created_at))
+        .bind(t.expires_at.map(to_micros))
+        .bind(t.revoked_at.map(to_micros))
+        .bind(t.last_used_at.map(to_micros))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_by_prefix(&self, prefix: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM api_tokens WHERE prefix = ?1").bind(prefix).fetch_optional(&self.pool).await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(to_micros(at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        kinds: &[&str],
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(vec![]);
+        }
+        let now_us = to_micros(now);
+        let lease_until = to_micros(now + lease);
+        // One statement, so SQLite's single writer makes the claim atomic; PostgreSQL will use
+        // FOR UPDATE SKIP LOCKED for the same effect across nodes.
+        let mut b: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ");
+        b.push_bind(lease_until).push(", locked_by = ").push_bind(worker.to_string());
+        b.push(", updated_at = ").push_bind(now_us);
+        b.push(" WHERE id IN (SELECT id FROM jobs WHERE kind IN (");
+        let mut sep = b.separated(", ");
+        for k in kinds {
+            sep.push_bind(k.to_string());
+        }
+        b.push(") AND ((status = 'pending' AND run_at <= ").push_bind(now_us);
+        b.push(") OR (status = 'running' AND lease_until < ").push_bind(now_us);
+        b.push(")) ORDER BY run_at, id LIMIT ").push_bind(i64::from(limit));
+        b.push(") RETURNING id, kind, order_id, dedupe_key, payload, attempts, lease_until");
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(Job {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    order_id: r.try_get("order_id")?,
+                    dedupe_key: r.try_get("dedupe_key")?,
+                    payload: serde_json::from_str(&payload)?,
+                    attempts: r.try_get("attempts")?,
+                    lease_until: from_micros(r.try_get("lease_until")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        worker: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = ?3, last_error = COALESCE(?4, last_error), lease_until = NULL, updated_at = ?5 \
+             WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(status.code())
+        .bind(error)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn retry_job(&self, id: i64, worker: &str, run_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = ?3, last_error = ?4, lease_until = NULL, locked_by = NULL, \
+             updated_at = ?5 WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(to_micros(run_at))
+        .bind(error)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // The shutdown message queues behind every write already sent, so those commit first.
+        let handle = self.writer.lock().await.take();
+        if let Some(h) = handle {
+            let _ = self.writes.send(writer::Msg::Shutdown).await;
+            let _ = h.await;
+        }
+        self.pool.close().await;
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            _ => Err(format!("durability must be `full` or `normal`, not `{s}`")),
+        }
+    }
+}
