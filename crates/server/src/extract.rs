@@ -56,20 +56,29 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(too_large());
     }
+    // Every body of this API is an object; serde would otherwise read a struct from an array.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(Problem::validation(vec![FieldError::new("body", "must be a JSON object")]));
+    }
     let mut unknown = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(json_path(&path));
     let ignored = serde_ignored::Deserializer::new(&mut de, &mut on_unknown);
     let value: T = match serde_path_to_error::deserialize(ignored) {
         Ok(v) => v,
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            return Err(if inner.is_syntax() || inner.is_eof() {
-                Problem::bad_request(
-                    "malformed-json",
-                    format!("the body is not valid JSON: {inner} (line {}, column {})", inner.line(), inner.column()),
-                )
+            // A type error may be reported before a syntax error further on: malformed JSON
+            // must still be a 400, so check the syntax on its own.
+            let syntax = if inner.is_syntax() || inner.is_eof() {
+                Some(inner.to_string())
+            } else {
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err().map(|e| e.to_string())
+            };
+            return Err(if let Some(msg) = syntax {
+                Problem::bad_request("malformed-json", format!("the body is not valid JSON: {msg}"))
             } else {
                 let field = if path == "." { "body".to_string() } else { path };
                 let message = clean_serde_message(&inner.to_string());
@@ -89,6 +98,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         ));
     }
     Ok(value)
+}
+
+/// `lines[0].qty`, the way the field errors of validation name fields.
+fn json_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match p {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", json_path(parent)),
+        Path::Map { parent, key } => match json_path(parent) {
+            s if s.is_empty() => key.to_string(),
+            s => format!("{s}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => json_path(parent),
+    }
 }
 
 /// serde's messages end with " at line 1 column 42"; the field path says more.
