@@ -18,7 +18,7 @@ pub(crate) struct Pending {
 }
 
 pub(crate) enum Msg {
-    Write(Pending),
+    Write(Box<Pending>),
     Shutdown,
 }
 
@@ -36,12 +36,12 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
     loop {
         let mut shutdown = false;
         match rx.recv().await {
-            Some(Msg::Write(p)) => batch.push(p),
+            Some(Msg::Write(p)) => batch.push(*p),
             Some(Msg::Shutdown) | None => shutdown = true,
         }
         while !shutdown && batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(Msg::Write(p)) => batch.push(p),
+                Ok(Msg::Write(p)) => batch.push(*p),
                 Ok(Msg::Shutdown) => shutdown = true,
                 Err(_) => break,
             }
