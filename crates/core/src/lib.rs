@@ -20,7 +20,7 @@ pub mod vocab;
 pub mod warehouse;
 
 pub use event::{Event, EventData};
-pub use machine::{Command, Ctx, DomainError, apply, decide, replay};
+pub use machine::{BuiltinRules, Command, Ctx, DomainError, Evaluator, apply, decide, replay};
 pub use order::{Address, Customer, Line, Order, OrderFacts, Payment};
 pub use readiness::{CheckResult, Evaluation};
 pub use validate::{FieldError, validate};

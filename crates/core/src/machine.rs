@@ -15,12 +15,38 @@ use crate::order::{Order, OrderFacts, Shipment};
 use crate::readiness;
 use crate::validate::{FieldError, validate};
 use crate::vocab::OrderState;
-use crate::warehouse::Warehouses;
+use crate::warehouse::{Warehouse, Warehouses};
 
-/// What a decision may depend on besides the order: the injected clock and configuration.
+/// Decides readiness and priority of an order: the built-in rules, or a compiled policy
+/// (the policy crate implements this, so the core does not depend on it).
+pub trait Evaluator: Send + Sync {
+    fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> readiness::Evaluation;
+}
+
+/// The rules of [`readiness::evaluate`], recorded as [`readiness::BUILTIN_POLICY`].
+pub struct BuiltinRules;
+
+impl Evaluator for BuiltinRules {
+    fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> readiness::Evaluation {
+        readiness::evaluate(facts, warehouse, now)
+    }
+}
+
+static BUILTIN: BuiltinRules = BuiltinRules;
+
+/// What a decision may depend on besides the order: the injected clock, configuration and
+/// the rules in force.
 pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     pub warehouses: &'a Warehouses,
+    pub rules: &'a dyn Evaluator,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with the built-in rules.
+    pub fn new(now: DateTime<Utc>, warehouses: &'a Warehouses) -> Self {
+        Ctx { now, warehouses, rules: &BUILTIN }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +179,7 @@ fn evaluate(facts: &OrderFacts, ctx: &Ctx<'_>) -> Result<readiness::Evaluation, 
         .warehouses
         .get(&facts.warehouse)
         .ok_or_else(|| DomainError::Invalid(vec![FieldError::new("warehouse", "unknown warehouse")]))?;
-    Ok(readiness::evaluate(facts, wh, ctx.now))
+    Ok(ctx.rules.evaluate(facts, wh, ctx.now))
 }
 
 fn changed_fields(old: &OrderFacts, new: &OrderFacts) -> Vec<String> {
@@ -274,7 +300,7 @@ mod tests {
     /// Runs a command against a state and applies what it decided.
     fn run(state: Option<Order>, cmd: Command) -> Result<Order, DomainError> {
         let w = whs();
-        let ctx = Ctx { now: now(), warehouses: &w };
+        let ctx = Ctx::new(now(), &w);
         let events = decide(state.as_ref(), cmd, &ctx)?;
         let mut s = state;
         for data in events {
@@ -349,7 +375,7 @@ mod tests {
     #[test]
     fn identical_upsert_records_nothing() {
         let w = whs();
-        let ctx = Ctx { now: now(), warehouses: &w };
+        let ctx = Ctx::new(now(), &w);
         assert_eq!(decide(Some(&released()), upsert(facts()), &ctx), Ok(vec![]));
     }
 
@@ -359,7 +385,7 @@ mod tests {
         let mut f = facts();
         f.lines[0].qty_allocated = 0;
         let w = whs();
-        let ctx = Ctx { now: now(), warehouses: &w };
+        let ctx = Ctx::new(now(), &w);
         let events = decide(Some(&o), upsert(f.clone()), &ctx).unwrap();
         assert!(matches!(&events[0], EventData::FactsUpdated { changed, .. } if changed == &["lines"]));
         let held = run(Some(o), upsert(f)).unwrap();
@@ -464,10 +490,10 @@ mod tests {
     fn reevaluate_records_only_a_changed_outcome() {
         let o = released();
         let w = whs();
-        let ctx = Ctx { now: now(), warehouses: &w };
+        let ctx = Ctx::new(now(), &w);
         assert_eq!(decide(Some(&o), Command::Reevaluate, &ctx), Ok(vec![]));
         // A week later the promised date is gone: cut-off missed.
-        let later = Ctx { now: now() + chrono::Duration::days(7), warehouses: &w };
+        let later = Ctx::new(now() + chrono::Duration::days(7), &w);
         let ev = decide(Some(&o), Command::Reevaluate, &later).unwrap();
         assert!(matches!(&ev[0], EventData::Evaluated(e) if e.hold_reasons == vec![HoldReason::CutoffMissed]));
         assert!(decide(Some(&in_state(OrderState::Booked)), Command::Reevaluate, &ctx).is_err());

@@ -92,7 +92,7 @@ proptest! {
         let mut projection: Option<Order> = None;
         for step in std::iter::once(Step::Upsert(Box::new(first))).chain(steps) {
             now += Duration::minutes(37);
-            let ctx = Ctx { now, warehouses: &whs };
+            let ctx = Ctx::new(now, &whs);
             // Refusals are fine (an illegal transition); they must just record nothing.
             let Ok(events) = decide(projection.as_ref(), command(&step, now), &ctx) else { continue };
             for data in events {

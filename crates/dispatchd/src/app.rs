@@ -86,7 +86,7 @@ pub async fn load_orders(
                         decide(
                             cur,
                             Command::Upsert { facts: Box::new(facts), expected_version: None },
-                            &Ctx { now, warehouses: &warehouses },
+                            &Ctx::new(now, &warehouses),
                         )
                     }),
                 })

@@ -38,11 +38,7 @@ fn upsert(f: OrderFacts, idem: Option<&str>) -> OrderWrite {
         meta: WriteMeta { actor: "test".into(), request_id: None, at: now() },
         idempotency: idem.map(|k| IdempotencyKey { scope: "t".into(), key: k.into(), request_hash: format!("{f:?}") }),
         decide: Box::new(move |cur| {
-            decide(
-                cur,
-                Command::Upsert { facts: Box::new(f), expected_version: None },
-                &Ctx { now: now(), warehouses: &whs },
-            )
+            decide(cur, Command::Upsert { facts: Box::new(f), expected_version: None }, &Ctx::new(now(), &whs))
         }),
     }
 }

@@ -150,7 +150,7 @@ pub async fn upsert(
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
         decide: Box::new(move |current| {
-            let ctx = Ctx { now, warehouses: &warehouses };
+            let ctx = Ctx::new(now, &warehouses);
             decide(current, Command::Upsert { facts: Box::new(facts), expected_version: expected }, &ctx)
         }),
     };
@@ -289,7 +289,7 @@ pub async fn cancel(
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
         decide: Box::new(move |current| {
-            let ctx = Ctx { now, warehouses: &warehouses };
+            let ctx = Ctx::new(now, &warehouses);
             decide(current, Command::Cancel { reason, expected_version: expected }, &ctx)
         }),
     };

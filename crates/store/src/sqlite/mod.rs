@@ -110,7 +110,10 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
 impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(writer::Msg::Write(Box::new(writer::Pending { write, reply }))).await.map_err(|_| StoreError::Closed)?;
+        self.writes
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
