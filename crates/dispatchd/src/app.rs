@@ -6,23 +6,35 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use dispatch_core::{Command, Ctx, OrderFacts, Warehouses, decide};
+use dispatch_core::{Command, OrderFacts, Warehouses};
 use dispatch_server::AppState;
 use dispatch_server::clock::Clock;
-use dispatch_store::{OrderWrite, SqliteOptions, SqliteStore, Store, Target, WriteMeta};
+use dispatch_store::{OrderWrite, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Target, WriteMeta, decision};
 use futures::StreamExt;
 
-use crate::config::{self, Config, Overrides};
+use crate::config::{self, Config, Database, Overrides};
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
-    let path = cfg.database_path()?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    match cfg.database()? {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            }
+            let mut opts = SqliteOptions::new(&path);
+            opts.durability = cfg.durability;
+            let store =
+                SqliteStore::open(opts).await.with_context(|| format!("cannot open database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let shown = Database::Postgres(url.clone()).to_string();
+            let store = PgStore::open(PgOptions::new(url))
+                .await
+                .with_context(|| format!("cannot open database {shown}; is PostgreSQL running and the URL right?"))?;
+            Ok(Arc::new(store))
+        }
     }
-    let mut opts = SqliteOptions::new(&path);
-    opts.durability = cfg.durability;
-    let store = SqliteStore::open(opts).await.with_context(|| format!("cannot open database {}", path.display()))?;
-    Ok(Arc::new(store))
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
@@ -82,13 +94,11 @@ pub async fn load_orders(
                     target,
                     meta,
                     idempotency: None,
-                    decide: Box::new(move |cur| {
-                        decide(
-                            cur,
-                            Command::Upsert { facts: Box::new(facts), expected_version: None },
-                            &Ctx::new(now, &warehouses),
-                        )
-                    }),
+                    decide: decision(
+                        Command::Upsert { facts: Box::new(facts), expected_version: None },
+                        now,
+                        warehouses,
+                    ),
                 })
                 .await
         }

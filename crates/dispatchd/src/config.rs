@@ -106,19 +106,37 @@ impl Config {
         Warehouses::new(self.warehouses.clone()).context("warehouse configuration is invalid")
     }
 
-    pub fn database_path(&self) -> Result<PathBuf> {
+    /// Where the data lives: the embedded SQLite file, or a PostgreSQL server.
+    pub fn database(&self) -> Result<Database> {
         match &self.database_url {
-            None => Ok(self.data_dir.join("dispatchd.db")),
-            Some(url) => {
-                if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-                    Ok(PathBuf::from(path))
-                } else if url.starts_with("postgres") {
-                    bail!(
-                        "this build stores data in SQLite only; PostgreSQL support is being added. Use --data-dir DIR"
-                    )
-                } else {
-                    bail!("database URL `{url}` is not understood; use sqlite://PATH or --data-dir DIR")
-                }
+            None => Ok(Database::Sqlite(self.data_dir.join("dispatchd.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url.clone()))
+            }
+            Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+                Some(path) => Ok(Database::Sqlite(PathBuf::from(path))),
+                None => bail!(
+                    "database URL is not understood; use postgres://USER@HOST/DB, sqlite://PATH or --data-dir DIR"
+                ),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            // Never print credentials: only the host part.
+            Database::Postgres(url) => {
+                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
+                write!(f, "postgres://…@{host}")
             }
         }
     }

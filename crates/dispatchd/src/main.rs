@@ -33,7 +33,7 @@ struct StoreArgs {
     /// Directory of the embedded database (and of a dispatchd.toml, if present).
     #[arg(long, env = "DISPATCHD_DATA_DIR", conflicts_with = "database_url")]
     data_dir: Option<PathBuf>,
-    /// Database URL instead of a data directory: sqlite://PATH.
+    /// Database URL instead of a data directory: postgres://USER@HOST/DB or sqlite://PATH.
     #[arg(long, env = "DISPATCHD_DATABASE_URL")]
     database_url: Option<String>,
     /// Configuration file (TOML); see examples/dispatchd.toml.
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> Result<()> {
             init_logging(cfg.log_format, DEFAULT_LOG);
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
-            tracing::info!(address = %listener.local_addr()?, data = %cfg.data_dir.display(), "dispatchd serving");
+            tracing::info!(address = %listener.local_addr()?, database = %cfg.database()?, "dispatchd serving");
             app::serve(listener, store_handle, cfg.warehouses()?, clock).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
             let s = app::open_store(&cfg).await.context("migration failed")?;
             s.close().await;
-            eprintln!("database at {} is up to date", cfg.database_path()?.display());
+            eprintln!("database at {} is up to date", cfg.database()?);
             Ok(())
         }
     }

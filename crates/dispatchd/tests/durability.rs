@@ -16,9 +16,11 @@ async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let token = token(&data, "integration");
-    let data_arg = data.to_str().unwrap().to_string();
-    let mut server = Proc::start(&["serve", "--data-dir", &data_arg], &dir.path().join("first.log")).await;
+    // SQLite in `data`, or a fresh PostgreSQL database when the suite runs against one.
+    let store = dispatch_store::testing::Location::fresh(&data).await.cli_args();
+    let token = token(&store, "integration");
+    let serve: Vec<&str> = std::iter::once("serve").chain(store.iter().map(String::as_str)).collect();
+    let mut server = Proc::start(&serve, &dir.path().join("first.log")).await;
 
     let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -57,7 +59,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 2500, "only {} writes were acknowledged before the deadline", acked.len());
 
-    let server = Proc::start(&["serve", "--data-dir", &data_arg], &dir.path().join("second.log")).await;
+    let server = Proc::start(&serve, &dir.path().join("second.log")).await;
     let orders = all_orders(&server.url, &token).await;
     let by_ext: HashMap<String, &serde_json::Value> =
         orders.iter().map(|o| (o["external_id"].as_str().unwrap().to_string(), o)).collect();

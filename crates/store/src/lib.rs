@@ -13,15 +13,30 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{DomainError, Event, EventData, HoldReason, Order, OrderState};
 use serde::{Deserialize, Serialize};
 
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 mod time;
+mod write;
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use time::{from_micros, to_micros};
 
 /// The decision function of a write: the current order (if any) in, events out. It runs
-/// inside the write transaction, so what it sees is what it changes.
-pub type Decide = Box<dyn FnOnce(Option<&Order>) -> Result<Vec<EventData>, DomainError> + Send>;
+/// inside the write transaction, so what it sees is what it changes. It is pure, so a backend
+/// may run it again when a transaction must be retried (a deadlock between nodes).
+pub type Decide = Box<dyn Fn(Option<&Order>) -> Result<Vec<EventData>, DomainError> + Send + Sync>;
+
+/// The usual decision: `dispatch_core::decide` with this command, the clock reading taken when
+/// the request arrived, and the configured warehouses.
+pub fn decision(
+    cmd: dispatch_core::Command,
+    now: DateTime<Utc>,
+    warehouses: std::sync::Arc<dispatch_core::Warehouses>,
+) -> Decide {
+    Box::new(move |current| dispatch_core::decide(current, cmd.clone(), &dispatch_core::Ctx::new(now, &warehouses)))
+}
 
 /// Which order a write is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,6 +97,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("the store is shutting down")]
     Closed,
 }
@@ -163,6 +180,11 @@ impl JobStatus {
     }
 }
 
+/// Proof of leadership; dropping it hands leadership over.
+pub trait LeaderLease: Send + Sync {
+    fn name(&self) -> &str;
+}
+
 /// One storage interface; SQLite implements it today and PostgreSQL will.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -200,6 +222,13 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a job back for a later attempt; `false` when the lease was lost.
     async fn retry_job(&self, id: i64, worker: &str, run_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError>;
     async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Waits until new jobs may be due (enqueued by any node) or the timeout passes. Workers
+    /// poll with this instead of sleeping, so a release is booked without delay.
+    async fn wait_for_jobs(&self, timeout: std::time::Duration);
+    /// Tries to become the leader for `name` (one scheduler among several nodes). The lease is
+    /// held until the returned guard is dropped or this node dies.
+    async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;
 
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

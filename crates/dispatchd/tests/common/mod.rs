@@ -68,12 +68,10 @@ impl Drop for Proc {
     }
 }
 
-pub fn token(data_dir: &Path, roles: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["token", "create", "--name", "test", "--roles", roles, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
+/// Creates a token with the CLI; `store` is `--data-dir DIR` or `--database-url URL`.
+pub fn token(store: &[String], roles: &str) -> String {
+    let out =
+        Command::new(BIN).args(["token", "create", "--name", "test", "--roles", roles]).args(store).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dispatch_core::{Command, Ctx, Event, FieldError, HoldReason, Order, OrderFacts, OrderState, decide};
-use dispatch_store::{IdempotencyKey, OrderQuery, OrderWrite, Target, WriteMeta, WriteOutcome};
+use dispatch_core::{Command, Event, FieldError, HoldReason, Order, OrderFacts, OrderState};
+use dispatch_store::{IdempotencyKey, OrderQuery, OrderWrite, Target, WriteMeta, WriteOutcome, decision};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -149,10 +149,7 @@ pub async fn upsert(
         target,
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
-        decide: Box::new(move |current| {
-            let ctx = Ctx::new(now, &warehouses);
-            decide(current, Command::Upsert { facts: Box::new(facts), expected_version: expected }, &ctx)
-        }),
+        decide: decision(Command::Upsert { facts: Box::new(facts), expected_version: expected }, now, warehouses),
     };
     let outcome = app.store.execute(write).await?;
     crate::metrics::record_write(&outcome);
@@ -288,10 +285,7 @@ pub async fn cancel(
         target: Target::Id(id),
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
-        decide: Box::new(move |current| {
-            let ctx = Ctx::new(now, &warehouses);
-            decide(current, Command::Cancel { reason, expected_version: expected }, &ctx)
-        }),
+        decide: decision(Command::Cancel { reason, expected_version: expected }, now, warehouses),
     };
     let outcome = app.store.execute(write).await?;
     crate::metrics::record_write(&outcome);

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use dispatch_core::{Role, Warehouse, Warehouses};
 use dispatch_server::AppState;
 use dispatch_server::clock::ManualClock;
-use dispatch_store::{SqliteOptions, SqliteStore, Store};
+use dispatch_store::Store;
 use serde_json::{Value, json};
 
 pub struct TestApp {
@@ -45,8 +45,8 @@ pub fn warehouses() -> Warehouses {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(SqliteOptions::new(dir.path().join("t.db"))).await.unwrap());
+        // SQLite, or PostgreSQL when TEST_POSTGRES_URL says so.
+        let store = dispatch_store::testing::Location::fresh(dir.path()).await.open().await;
         let clock = Arc::new(ManualClock::new(start_time()));
         let mut tokens = HashMap::new();
         for role in Role::ALL {

@@ -10,10 +10,16 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{Event, EventData, Order};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::time::{from_micros, to_micros};
-use crate::{Job, JobStatus, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord, WriteOutcome};
+use crate::write::{Msg, Pending, order_from_doc};
+use crate::{
+    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord,
+    WriteOutcome,
+};
 
 mod writer;
 
@@ -43,7 +49,9 @@ impl SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    writes: mpsc::Sender<writer::Msg>,
+    jobs: Arc<Notify>,
+    leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    writes: mpsc::Sender<Msg>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -71,8 +79,15 @@ impl SqliteStore {
             .connect_with(connect)
             .await?;
         let (tx, rx) = mpsc::channel(8192);
-        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1)));
-        Ok(SqliteStore { pool, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)) })
+        let jobs = Arc::new(Notify::new());
+        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone()));
+        Ok(SqliteStore {
+            pool,
+            jobs,
+            leaders: Arc::default(),
+            writes: tx,
+            writer: tokio::sync::Mutex::new(Some(handle)),
+        })
     }
 
     /// Opens a database file for a short CLI task (token creation, migration).
@@ -85,10 +100,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-pub(crate) fn order_from_doc(doc: &str) -> Result<Order, StoreError> {
-    Ok(serde_json::from_str(doc)?)
 }
 
 fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
@@ -110,10 +121,7 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
 impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writes
-            .send(writer::Msg::Write(Box::new(writer::Pending { write, reply })))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writes.send(Msg::Write(Box::new(Pending { write, reply }))).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -332,6 +340,19 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.jobs.notified()).await;
+    }
+
+    async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
+        // One process owns an SQLite database, so leadership is only contested in-process.
+        let mut held = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+        if !held.insert(name.to_string()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(LocalLease { name: name.to_string(), leaders: self.leaders.clone() })))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -341,7 +362,7 @@ impl Store for SqliteStore {
         // The shutdown message queues behind every write already sent, so those commit first.
         let handle = self.writer.lock().await.take();
         if let Some(h) = handle {
-            let _ = self.writes.send(writer::Msg::Shutdown).await;
+            let _ = self.writes.send(Msg::Shutdown).await;
             let _ = h.await;
         }
         self.pool.close().await;
@@ -356,5 +377,22 @@ impl FromStr for Durability {
             "normal" => Ok(Durability::Normal),
             _ => Err(format!("durability must be `full` or `normal`, not `{s}`")),
         }
+    }
+}
+
+struct LocalLease {
+    name: String,
+    leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl LeaderLease for LocalLease {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for LocalLease {
+    fn drop(&mut self) {
+        self.leaders.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.name);
     }
 }

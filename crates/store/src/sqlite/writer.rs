@@ -1,37 +1,21 @@
-//! The single writer: takes every queued write, runs them in one transaction (group commit),
-//! and answers each only after that transaction committed.
+//! The single SQLite writer: takes every queued write, runs them in one `BEGIN IMMEDIATE`
+//! transaction (group commit), and answers each only after that transaction committed.
 
-use std::collections::HashMap;
-
-use chrono::SubsecRound;
-use dispatch_core::effects::follow_ups;
-use dispatch_core::{DomainError, Event, Order, apply};
+use chrono::{DateTime, Utc};
+use dispatch_core::Order;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 use crate::time::to_micros;
-use crate::{OrderWrite, StoreError, Target, WriteOutcome};
+use crate::write::{BatchView, Msg, Pending, Plan, WriteTx, order_from_doc, write_one};
+use crate::{StoreError, Target};
 
-pub(crate) struct Pending {
-    pub write: OrderWrite,
-    pub reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
-}
-
-pub(crate) enum Msg {
-    Write(Box<Pending>),
-    Shutdown,
-}
-
-/// Orders and idempotency answers touched earlier in the same batch: later writes of the
-/// batch must see them although they are not committed yet.
-#[derive(Default)]
-struct BatchView {
-    orders: HashMap<String, Order>,
-    keys: HashMap<(String, String), String>,
-    idempotency: HashMap<(String, String), (String, String)>,
-}
-
-pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    jobs: std::sync::Arc<Notify>,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     loop {
         let mut shutdown = false;
@@ -46,8 +30,8 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&mut conn, std::mem::take(&mut batch)).await;
+        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch)).await {
+            jobs.notify_waiters();
         }
         if shutdown {
             let _ = conn.close().await;
@@ -56,20 +40,24 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
     }
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
+/// Commits one batch and answers its callers; `true` when follow-up jobs were enqueued.
+async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
+    let mut enqueued = false;
     let result: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut view = BatchView::default();
+        let mut io = SqliteTx { conn: &mut tx, enqueued: false };
         for p in batch {
-            let r = write_one(&mut tx, p.write, &mut view).await;
+            let r = write_one(&mut io, &p.write, &mut view).await;
             // A database error leaves the transaction in an unknown state: abort the batch.
             if let Err(StoreError::Db(e)) = r {
-                let _ = p.reply.send(Err(StoreError::Corrupt(format!("write failed: {e}"))));
+                let _ = p.reply.send(Err(StoreError::Unavailable(format!("write failed: {e}"))));
                 return Err(e);
             }
             replies.push((p.reply, r));
         }
+        enqueued = io.enqueued;
         tx.commit().await
     }
     .await;
@@ -78,180 +66,132 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
             for (reply, r) in replies {
                 let _ = reply.send(r);
             }
+            enqueued
         }
         Err(e) => {
             tracing::error!(error = %e, "write batch failed; nothing of it was committed");
             for (reply, _) in replies {
-                let _ = reply.send(Err(StoreError::Corrupt(format!("write batch failed, nothing was committed: {e}"))));
+                let _ =
+                    reply.send(Err(StoreError::Unavailable(format!("write batch failed, nothing was committed: {e}"))));
             }
+            false
         }
     }
 }
 
-async fn load(conn: &mut SqliteConnection, target: &Target, view: &BatchView) -> Result<Option<Order>, StoreError> {
-    let id = match target {
-        Target::Id(id) => Some(id.clone()),
-        Target::NaturalKey { source, external_id } => view.keys.get(&(source.clone(), external_id.clone())).cloned(),
-    };
-    if let Some(id) = &id
-        && let Some(o) = view.orders.get(id)
-    {
-        return Ok(Some(o.clone()));
+struct SqliteTx<'c> {
+    conn: &'c mut SqliteConnection,
+    enqueued: bool,
+}
+
+impl WriteTx for SqliteTx<'_> {
+    async fn idempotency(&mut self, scope: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT request_hash, response FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&mut *self.conn)
+            .await?)
     }
-    let doc: Option<String> = match target {
-        Target::Id(id) => {
-            sqlx::query_scalar("SELECT doc FROM orders WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?
-        }
-        Target::NaturalKey { source, external_id } => {
-            sqlx::query_scalar("SELECT doc FROM orders WHERE source = ?1 AND external_id = ?2")
-                .bind(source)
-                .bind(external_id)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-    };
-    doc.as_deref().map(super::order_from_doc).transpose()
-}
 
-fn new_order_id() -> String {
-    format!("ord_{}", uuid::Uuid::now_v7().simple())
-}
-
-async fn write_one(
-    conn: &mut SqliteConnection,
-    w: OrderWrite,
-    view: &mut BatchView,
-) -> Result<WriteOutcome, StoreError> {
-    if let Some(k) = &w.idempotency {
-        let id = (k.scope.clone(), k.key.clone());
-        let stored: Option<(String, String)> = match view.idempotency.get(&id) {
-            Some(v) => Some(v.clone()),
-            None => {
-                sqlx::query_as("SELECT request_hash, response FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
-                    .bind(&k.scope)
-                    .bind(&k.key)
-                    .fetch_optional(&mut *conn)
+    async fn load(&mut self, target: &Target) -> Result<Option<Order>, StoreError> {
+        // SQLite has one writer, so nothing else can change the row before we commit.
+        let doc: Option<String> = match target {
+            Target::Id(id) => {
+                sqlx::query_scalar("SELECT doc FROM orders WHERE id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.conn)
+                    .await?
+            }
+            Target::NaturalKey { source, external_id } => {
+                sqlx::query_scalar("SELECT doc FROM orders WHERE source = ?1 AND external_id = ?2")
+                    .bind(source)
+                    .bind(external_id)
+                    .fetch_optional(&mut *self.conn)
                     .await?
             }
         };
-        if let Some((hash, response)) = stored {
-            if hash != k.request_hash {
-                return Err(StoreError::IdempotencyMismatch);
-            }
-            let mut outcome: WriteOutcome = serde_json::from_str(&response)?;
-            outcome.replayed = true;
-            return Ok(outcome);
+        doc.as_deref().map(order_from_doc).transpose()
+    }
+
+    async fn persist(&mut self, plan: Plan<'_>) -> Result<(), StoreError> {
+        for ev in plan.events {
+            sqlx::query(
+                "INSERT INTO events (order_id, version, kind, at, actor, request_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&ev.order_id)
+            .bind(ev.version as i64)
+            .bind(ev.data.kind())
+            .bind(to_micros(ev.at))
+            .bind(&ev.actor)
+            .bind(&ev.request_id)
+            .bind(serde_json::to_string(&ev.data)?)
+            .execute(&mut *self.conn)
+            .await?;
         }
-    }
-
-    let current = load(conn, &w.target, view).await?;
-    let events = (w.decide)(current.as_ref())?;
-    let at = w.meta.at.trunc_subsecs(6);
-    let created = current.is_none();
-    let order_id = match (&current, &w.target) {
-        (Some(o), _) => o.id.clone(),
-        (None, Target::NaturalKey { .. }) => new_order_id(),
-        (None, Target::Id(_)) => return Err(DomainError::NotFound.into()),
-    };
-
-    // Fold everything in memory first: a refused stream must not leave half its rows behind.
-    let mut state = current.clone();
-    let mut stored = Vec::with_capacity(events.len());
-    for data in events {
-        let version = state.as_ref().map_or(1, |o| o.version + 1);
-        let ev = Event {
-            order_id: order_id.clone(),
-            version,
-            at,
-            actor: w.meta.actor.clone(),
-            request_id: w.meta.request_id.clone(),
-            data,
-        };
-        state = Some(apply(state, &ev)?);
-        stored.push(ev);
-    }
-    for ev in &stored {
+        let Some(o) = plan.order else { return Ok(()) };
         sqlx::query(
-            "INSERT INTO events (order_id, version, kind, at, actor, request_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, customer_id, \
+             channel, service_level, latest_departure, created_at, updated_at, state_since, doc) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
+             warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
+             customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
+             latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
+             state_since = excluded.state_since, doc = excluded.doc",
         )
-        .bind(&ev.order_id)
-        .bind(ev.version as i64)
-        .bind(ev.data.kind())
-        .bind(to_micros(at))
-        .bind(&ev.actor)
-        .bind(&ev.request_id)
-        .bind(serde_json::to_string(&ev.data)?)
-        .execute(&mut *conn)
+        .bind(&o.id)
+        .bind(&o.facts.source)
+        .bind(&o.facts.external_id)
+        .bind(o.version as i64)
+        .bind(o.state.code())
+        .bind(&o.facts.warehouse)
+        .bind(o.priority)
+        .bind(serde_json::to_string(&o.hold_reasons)?)
+        .bind(&o.facts.customer.id)
+        .bind(&o.facts.channel)
+        .bind(o.facts.service_level.code())
+        .bind(o.latest_departure.map(to_micros))
+        .bind(to_micros(o.created_at))
+        .bind(to_micros(o.updated_at))
+        .bind(to_micros(o.state_since))
+        .bind(serde_json::to_string(o)?)
+        .execute(&mut *self.conn)
         .await?;
-    }
-    let order = state.ok_or(DomainError::NotFound)?;
-
-    if !stored.is_empty() {
-        upsert_projection(conn, &order).await?;
-        for f in follow_ups(current.as_ref(), &order) {
+        for f in plan.jobs {
             sqlx::query(
                 "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) ON CONFLICT (dedupe_key) DO NOTHING",
             )
             .bind(f.kind)
-            .bind(&order.id)
+            .bind(&o.id)
             .bind(&f.dedupe_key)
             .bind(f.payload.to_string())
-            .bind(to_micros(at))
-            .execute(&mut *conn)
+            .bind(to_micros(plan.at))
+            .execute(&mut *self.conn)
             .await?;
+            self.enqueued = true;
         }
+        Ok(())
     }
 
-    let outcome =
-        WriteOutcome { order, created: created && !stored.is_empty(), appended: stored.len(), replayed: false };
-    if let Some(k) = w.idempotency {
-        let response = serde_json::to_string(&outcome)?;
+    async fn remember(
+        &mut self,
+        scope: &str,
+        key: &str,
+        hash: &str,
+        response: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO idempotency_keys (scope, key, request_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .bind(&k.scope)
-        .bind(&k.key)
-        .bind(&k.request_hash)
-        .bind(&response)
+        .bind(scope)
+        .bind(key)
+        .bind(hash)
+        .bind(response)
         .bind(to_micros(at))
-        .execute(&mut *conn)
+        .execute(&mut *self.conn)
         .await?;
-        view.idempotency.insert((k.scope, k.key), (k.request_hash, response));
+        Ok(())
     }
-    view.keys.insert((outcome.order.facts.source.clone(), outcome.order.facts.external_id.clone()), order_id.clone());
-    view.orders.insert(order_id, outcome.order.clone());
-    Ok(outcome)
-}
-
-async fn upsert_projection(conn: &mut SqliteConnection, o: &Order) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, customer_id, \
-         channel, service_level, latest_departure, created_at, updated_at, state_since, doc) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
-         warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
-         customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
-         latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-         state_since = excluded.state_since, doc = excluded.doc",
-    )
-    .bind(&o.id)
-    .bind(&o.facts.source)
-    .bind(&o.facts.external_id)
-    .bind(o.version as i64)
-    .bind(o.state.code())
-    .bind(&o.facts.warehouse)
-    .bind(o.priority)
-    .bind(serde_json::to_string(&o.hold_reasons)?)
-    .bind(&o.facts.customer.id)
-    .bind(&o.facts.channel)
-    .bind(o.facts.service_level.code())
-    .bind(o.latest_departure.map(to_micros))
-    .bind(to_micros(o.created_at))
-    .bind(to_micros(o.updated_at))
-    .bind(to_micros(o.state_since))
-    .bind(serde_json::to_string(o)?)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -1,13 +1,12 @@
-//! The SQLite store on its own: group commit, projections, outbox jobs with leases,
-//! idempotency, persistence across reopen.
+//! The store on its own (SQLite, or PostgreSQL when TEST_POSTGRES_URL is set): group
+//! commit, projections, outbox jobs with leases, idempotency, reopen, leadership, wake-ups.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use dispatch_core::{Command, Ctx, DomainError, OrderFacts, OrderState, Warehouse, Warehouses, decide, replay};
-use dispatch_store::{
-    IdempotencyKey, JobStatus, OrderWrite, SqliteOptions, SqliteStore, Store, StoreError, Target, WriteMeta,
-};
+use dispatch_core::{Command, DomainError, OrderFacts, OrderState, Warehouse, Warehouses, replay};
+use dispatch_store::testing::Location;
+use dispatch_store::{IdempotencyKey, JobStatus, OrderWrite, Store, StoreError, Target, WriteMeta};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap()
@@ -37,20 +36,20 @@ fn upsert(f: OrderFacts, idem: Option<&str>) -> OrderWrite {
         target: Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() },
         meta: WriteMeta { actor: "test".into(), request_id: None, at: now() },
         idempotency: idem.map(|k| IdempotencyKey { scope: "t".into(), key: k.into(), request_hash: format!("{f:?}") }),
-        decide: Box::new(move |cur| {
-            decide(cur, Command::Upsert { facts: Box::new(f), expected_version: None }, &Ctx::new(now(), &whs))
-        }),
+        decide: dispatch_store::decision(Command::Upsert { facts: Box::new(f), expected_version: None }, now(), whs),
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(SqliteOptions::new(dir.path().join("s.db"))).await.unwrap()
+async fn open(dir: &tempfile::TempDir) -> (Location, Arc<dyn Store>) {
+    let loc = Location::fresh(dir.path()).await;
+    let store = loc.open().await;
+    (loc, store)
 }
 
 #[tokio::test]
 async fn concurrent_writes_commit_together_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir).await);
+    let (loc, store) = open(&dir).await;
     let mut tasks = Vec::new();
     for i in 0..300 {
         let store = store.clone();
@@ -64,7 +63,7 @@ async fn concurrent_writes_commit_together_and_survive_reopen() {
     assert_eq!(store.order_count().await.unwrap(), 100);
     store.close().await;
 
-    let store = open(&dir).await;
+    let store = loc.open().await;
     assert_eq!(store.order_count().await.unwrap(), 100);
     let mut q = dispatch_store::OrderQuery { limit: 1000, ..Default::default() };
     let page = store.list_orders(&q).await.unwrap();
@@ -83,7 +82,7 @@ async fn concurrent_writes_commit_together_and_survive_reopen() {
 #[tokio::test]
 async fn a_refused_write_does_not_disturb_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir).await);
+    let (_, store) = open(&dir).await;
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = store.clone();
@@ -112,7 +111,7 @@ async fn a_refused_write_does_not_disturb_its_batch() {
 #[tokio::test]
 async fn idempotency_keys_in_one_batch_apply_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir).await);
+    let (_, store) = open(&dir).await;
     let (a, b) = tokio::join!(
         store.execute(upsert(facts("I/1", 4), Some("k"))),
         store.execute(upsert(facts("I/1", 4), Some("k")))
@@ -129,7 +128,7 @@ async fn idempotency_keys_in_one_batch_apply_once() {
 #[tokio::test]
 async fn release_enqueues_one_booking_job_claimed_under_a_lease() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+    let (_, store) = open(&dir).await;
     let released = store.execute(upsert(facts("J/1", 4), None)).await.unwrap();
     assert_eq!(released.order.state, OrderState::Released);
     store.execute(upsert(facts("J/2", 0), None)).await.unwrap(); // held: no job
@@ -158,4 +157,46 @@ async fn release_enqueues_one_booking_job_claimed_under_a_lease() {
     // The same release never enqueues twice (an identical upsert records nothing).
     store.execute(upsert(facts("J/1", 4), None)).await.unwrap();
     assert!(store.claim_jobs("w4", &kinds, 10, later + Duration::hours(1), lease).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loc, a) = open(&dir).await;
+    let b = match &loc {
+        Location::Postgres(_) => loc.open().await, // a second node on the same database
+        Location::Sqlite(_) => a.clone(),
+    };
+    let lease = a.try_lead("scheduler").await.unwrap().expect("first claimant leads");
+    assert_eq!(lease.name(), "scheduler");
+    assert!(b.try_lead("scheduler").await.unwrap().is_none(), "a second leader while the first lives");
+    assert!(b.try_lead("other-role").await.unwrap().is_some(), "leadership is per name");
+    drop(lease);
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = b.try_lead("scheduler").await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(taken.is_some(), "leadership passes on when the leader goes");
+}
+
+#[tokio::test]
+async fn workers_wake_up_when_jobs_are_enqueued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = open(&dir).await;
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            store.wait_for_jobs(std::time::Duration::from_secs(20)).await;
+            start.elapsed()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store.execute(upsert(facts("W/1", 4), None)).await.unwrap();
+    let waited = waiter.await.unwrap();
+    assert!(waited < std::time::Duration::from_secs(10), "woken by the release, not the timeout ({waited:?})");
 }

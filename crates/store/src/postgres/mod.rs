@@ -1,0 +1,371 @@
+//! PostgreSQL: the shared store when one machine is not enough. Several dispatchd nodes use
+//! one database: each node groups its writes like SQLite does, jobs are claimed with
+//! `FOR UPDATE SKIP LOCKED` under leases, `LISTEN/NOTIFY` wakes idle workers on every node, and
+//! one leader per role is chosen with a session advisory lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dispatch_core::{Event, EventData, Order};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, QueryBuilder, Row};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::time::{from_micros, to_micros};
+use crate::write::{Msg, Pending, order_from_doc};
+use crate::{
+    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord,
+    WriteOutcome,
+};
+
+mod writer;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub max_batch: usize,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgOptions { url: url.into(), max_connections: 8, max_batch: 256 }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    connect: PgConnectOptions,
+    jobs: Arc<Notify>,
+    writes: mpsc::Sender<Msg>,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl PgStore {
+    pub async fn open(opts: PgOptions) -> Result<Self, StoreError> {
+        let connect: PgConnectOptions =
+            opts.url.parse::<PgConnectOptions>()?.log_statements(tracing::log::LevelFilter::Trace);
+        let mut wconn = PgConnection::connect_with(&connect).await?;
+        // Several nodes may start at once: the migrator takes its own advisory lock.
+        sqlx::migrate!("./migrations/postgres").run(&mut wconn).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect.clone())
+            .await?;
+        let jobs = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(connect.clone(), jobs.clone()));
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone()));
+        Ok(PgStore { pool, connect, jobs, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)), listener })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Turns job notifications from any node into local wake-ups; reconnects when the database
+/// restarts (workers fall back to their poll interval meanwhile).
+async fn listen(connect: PgConnectOptions, jobs: Arc<Notify>) {
+    loop {
+        let result: Result<(), sqlx::Error> = async {
+            let mut l = PgListener::connect_with(&sqlx::PgPool::connect_lazy_with(connect.clone())).await?;
+            l.listen(writer::JOBS_CHANNEL).await?;
+            loop {
+                l.recv().await?;
+                jobs.notify_waiters();
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "job notifications interrupted; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A stable 64-bit key for an advisory lock name (FNV-1a).
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}
+
+struct PgLease {
+    name: String,
+    // The session that holds the lock; closing it (drop, or this node dying) releases it.
+    _conn: PgConnection,
+}
+
+impl LeaderLease for PgLease {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn token_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenRecord, StoreError> {
+    let roles: String = r.try_get("roles")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        secret_hash: r.try_get("secret_hash")?,
+        roles: serde_json::from_str(&roles)?,
+        created_at: from_micros(r.try_get("created_at")?),
+        expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_micros),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_micros),
+        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(from_micros),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writes.send(Msg::Write(Box::new(Pending { write, reply }))).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc FROM orders WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        doc.as_deref().map(order_from_doc).transpose()
+    }
+
+    async fn order_by_key(&self, source: &str, external_id: &str) -> Result<Option<Order>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM orders WHERE source = $1 AND external_id = $2")
+            .bind(source)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        doc.as_deref().map(order_from_doc).transpose()
+    }
+
+    async fn list_orders(&self, q: &OrderQuery) -> Result<Page<Order>, StoreError> {
+        let mut b: QueryBuilder<Postgres> = QueryBuilder::new("SELECT id, doc FROM orders WHERE true");
+        if !q.states.is_empty() {
+            b.push(" AND state = ANY(")
+                .push_bind(q.states.iter().map(|s| s.code().to_string()).collect::<Vec<_>>())
+                .push(")");
+        }
+        if let Some(w) = &q.warehouse {
+            b.push(" AND warehouse = ").push_bind(w.clone());
+        }
+        if let Some(c) = &q.customer_id {
+            b.push(" AND customer_id = ").push_bind(c.clone());
+        }
+        if let Some(r) = q.hold_reason {
+            b.push(" AND hold_reasons ? ").push_bind(r.code());
+        }
+        if let Some(after) = &q.after_id {
+            b.push(" AND id > ").push_bind(after.clone());
+        }
+        let limit = q.limit.clamp(1, 1000);
+        b.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        for r in rows.iter().take(limit as usize) {
+            let doc: String = r.try_get("doc")?;
+            items.push(order_from_doc(&doc)?);
+        }
+        let next_after = if more { items.last().map(|o| o.id.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn events(&self, order_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows =
+            sqlx::query("SELECT version, at, actor, request_id, data FROM events WHERE order_id = $1 ORDER BY version")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get("data")?;
+                Ok(Event {
+                    order_id: order_id.to_string(),
+                    version: r.try_get::<i64, _>("version")? as u64,
+                    at: from_micros(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    request_id: r.try_get("request_id")?,
+                    data: serde_json::from_str::<EventData>(&data)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn order_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.pool).await?)
+    }
+
+    async fn counts(&self) -> Result<OrderCounts, StoreError> {
+        let by_state_warehouse =
+            sqlx::query_as("SELECT state, warehouse, count(*) FROM orders GROUP BY state, warehouse")
+                .fetch_all(&self.pool)
+                .await?;
+        let holds_by_reason = sqlx::query_as(
+            "SELECT r, count(*) FROM orders, jsonb_array_elements_text(orders.hold_reasons) AS r \
+             WHERE orders.state = 'on_hold' GROUP BY r",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(OrderCounts { by_state_warehouse, holds_by_reason })
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, prefix, secret_hash, roles, created_at, expires_at, revoked_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.prefix)
+        .bind(&t.secret_hash)
+        .bind(serde_json::to_string(&t.roles)?)
+        .bind(to_micros(t.created_at))
+        .bind(t.expires_at.map(to_micros))
+        .bind(t.revoked_at.map(to_micros))
+        .bind(t.last_used_at.map(to_micros))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_by_prefix(&self, prefix: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM api_tokens WHERE prefix = $1").bind(prefix).fetch_optional(&self.pool).await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(to_micros(at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        kinds: &[&str],
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(vec![]);
+        }
+        // SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
+        let rows = sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE kind = ANY($4) AND ((status = 'pending' AND run_at <= $3) \
+             OR (status = 'running' AND lease_until < $3)) ORDER BY run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, kind, order_id, dedupe_key, payload, attempts, lease_until",
+        )
+        .bind(to_micros(now + lease))
+        .bind(worker)
+        .bind(to_micros(now))
+        .bind(kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(Job {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    order_id: r.try_get("order_id")?,
+                    dedupe_key: r.try_get("dedupe_key")?,
+                    payload: serde_json::from_str(&payload)?,
+                    attempts: r.try_get("attempts")?,
+                    lease_until: from_micros(r.try_get("lease_until")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        worker: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = $3, last_error = COALESCE($4, last_error), lease_until = NULL, updated_at = $5 \
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(status.code())
+        .bind(error)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn retry_job(&self, id: i64, worker: &str, run_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'pending', run_at = $3, last_error = $4, lease_until = NULL, locked_by = NULL, \
+             updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(to_micros(run_at))
+        .bind(error)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status ORDER BY kind, status")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.jobs.notified()).await;
+    }
+
+    async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
+        let mut conn = PgConnection::connect_with(&self.connect).await?;
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lock_key(name)).fetch_one(&mut conn).await?;
+        if !got {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgLease { name: name.to_string(), _conn: conn })))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        let handle = self.writer.lock().await.take();
+        if let Some(h) = handle {
+            let _ = self.writes.send(Msg::Shutdown).await;
+            let _ = h.await;
+        }
+        self.listener.abort();
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,142 @@
+//! The write path shared by every backend: for each queued write, check its idempotency key,
+//! load the order, run the (pure, re-runnable) decision, fold the events, and persist events,
+//! projection, follow-up jobs and the idempotency answer. Backends supply the I/O through
+//! [`WriteTx`]; the order of steps and the in-batch view live here once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use dispatch_core::effects::{FollowUp, follow_ups};
+use dispatch_core::{DomainError, Event, Order, apply};
+
+use crate::{OrderWrite, StoreError, Target, WriteOutcome};
+
+/// A write waiting for its batch, with the channel its committed answer goes back on.
+pub(crate) struct Pending {
+    pub write: OrderWrite,
+    pub reply: tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+pub(crate) enum Msg {
+    Write(Box<Pending>),
+    /// Queued behind every write already sent, so those commit before the writer stops.
+    Shutdown,
+}
+
+pub(crate) fn order_from_doc(doc: &str) -> Result<Order, StoreError> {
+    Ok(serde_json::from_str(doc)?)
+}
+
+/// What one write persists, decided before any row is written.
+pub struct Plan<'a> {
+    pub events: &'a [Event],
+    /// The projection after the events; `None` when nothing changed.
+    pub order: Option<&'a Order>,
+    pub jobs: &'a [FollowUp],
+    pub at: DateTime<Utc>,
+}
+
+/// The I/O a backend provides inside its write transaction.
+pub trait WriteTx {
+    /// The stored `(request_hash, response)` for an idempotency key.
+    async fn idempotency(&mut self, scope: &str, key: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// The current order, locked for this transaction where the backend has row locks.
+    async fn load(&mut self, target: &Target) -> Result<Option<Order>, StoreError>;
+    async fn persist(&mut self, plan: Plan<'_>) -> Result<(), StoreError>;
+    async fn remember(
+        &mut self,
+        scope: &str,
+        key: &str,
+        hash: &str,
+        response: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Orders and idempotency answers touched earlier in the same batch: later writes of the
+/// batch must see them although they are not committed yet.
+#[derive(Default)]
+pub struct BatchView {
+    orders: HashMap<String, Order>,
+    keys: HashMap<(String, String), String>,
+    idempotency: HashMap<(String, String), (String, String)>,
+}
+
+fn new_order_id() -> String {
+    format!("ord_{}", uuid::Uuid::now_v7().simple())
+}
+
+pub async fn write_one<T: WriteTx>(
+    tx: &mut T,
+    w: &OrderWrite,
+    view: &mut BatchView,
+) -> Result<WriteOutcome, StoreError> {
+    if let Some(k) = &w.idempotency {
+        let id = (k.scope.clone(), k.key.clone());
+        let stored = match view.idempotency.get(&id) {
+            Some(v) => Some(v.clone()),
+            None => tx.idempotency(&k.scope, &k.key).await?,
+        };
+        if let Some((hash, response)) = stored {
+            if hash != k.request_hash {
+                return Err(StoreError::IdempotencyMismatch);
+            }
+            let mut outcome: WriteOutcome = serde_json::from_str(&response)?;
+            outcome.replayed = true;
+            return Ok(outcome);
+        }
+    }
+
+    let cached = match &w.target {
+        Target::Id(id) => view.orders.get(id).cloned(),
+        Target::NaturalKey { source, external_id } => {
+            view.keys.get(&(source.clone(), external_id.clone())).and_then(|id| view.orders.get(id)).cloned()
+        }
+    };
+    let current = match cached {
+        Some(o) => Some(o),
+        None => tx.load(&w.target).await?,
+    };
+    let decided = (w.decide)(current.as_ref())?;
+    let at = w.meta.at.trunc_subsecs(6);
+    let order_id = match (&current, &w.target) {
+        (Some(o), _) => o.id.clone(),
+        (None, Target::NaturalKey { .. }) => new_order_id(),
+        (None, Target::Id(_)) => return Err(DomainError::NotFound.into()),
+    };
+
+    // Fold everything in memory first: a refused stream must not leave half its rows behind.
+    let mut state = current.clone();
+    let mut events = Vec::with_capacity(decided.len());
+    for data in decided {
+        let version = state.as_ref().map_or(1, |o| o.version + 1);
+        let ev = Event {
+            order_id: order_id.clone(),
+            version,
+            at,
+            actor: w.meta.actor.clone(),
+            request_id: w.meta.request_id.clone(),
+            data,
+        };
+        state = Some(apply(state, &ev)?);
+        events.push(ev);
+    }
+    let order = state.ok_or(DomainError::NotFound)?;
+    let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order) };
+    tx.persist(Plan { events: &events, order: (!events.is_empty()).then_some(&order), jobs: &jobs, at }).await?;
+
+    let outcome = WriteOutcome {
+        created: current.is_none() && !events.is_empty(),
+        appended: events.len(),
+        replayed: false,
+        order,
+    };
+    if let Some(k) = &w.idempotency {
+        let response = serde_json::to_string(&outcome)?;
+        tx.remember(&k.scope, &k.key, &k.request_hash, &response, at).await?;
+        view.idempotency.insert((k.scope.clone(), k.key.clone()), (k.request_hash.clone(), response));
+    }
+    view.keys.insert((outcome.order.facts.source.clone(), outcome.order.facts.external_id.clone()), order_id.clone());
+    view.orders.insert(order_id, outcome.order.clone());
+    Ok(outcome)
+}
