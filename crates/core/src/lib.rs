@@ -15,6 +15,7 @@ pub mod machine;
 pub mod order;
 pub mod priority;
 pub mod readiness;
+pub mod schedule;
 pub mod validate;
 pub mod vocab;
 pub mod warehouse;

@@ -13,6 +13,7 @@ use dispatch_store::{OrderWrite, PgOptions, PgStore, SqliteOptions, SqliteStore,
 use futures::StreamExt;
 
 use crate::config::{self, Config, Database, Overrides};
+use crate::scheduler::{Heartbeat, ReevaluateOpen, ScheduleConfig, ScheduledAction, Scheduler};
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     match cfg.database()? {
@@ -67,9 +68,43 @@ pub async fn serve(
     store: Arc<dyn Store>,
     warehouses: Warehouses,
     clock: Arc<dyn Clock>,
+    schedules: &[ScheduleConfig],
 ) -> Result<()> {
-    let state = AppState::new(store, warehouses, clock);
-    dispatch_server::serve(listener, state, shutdown_signal()).await.context("server failed")
+    let warehouses = Arc::new(warehouses);
+    let scheduler = scheduler(store.clone(), clock.clone(), warehouses.clone(), schedules)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx));
+    // On a signal: stop scheduling first, then drain HTTP, then close the store.
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        let _ = scheduler.await;
+    };
+    let state = AppState::new(store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock);
+    dispatch_server::serve(listener, state, shutdown).await.context("server failed")
+}
+
+/// The scheduler with the built-in actions; an unknown action name is a configuration error.
+pub fn scheduler(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    warehouses: Arc<Warehouses>,
+    schedules: &[ScheduleConfig],
+) -> Result<Scheduler> {
+    let mut s = Scheduler::new(store.clone(), clock.clone(), crate::scheduler::node_name());
+    for cfg in schedules {
+        let action: Arc<dyn ScheduledAction> = match cfg.action.as_str() {
+            "heartbeat" => Arc::new(Heartbeat { clock: clock.clone() }),
+            "reevaluate_open" => {
+                Arc::new(ReevaluateOpen { store: store.clone(), clock: clock.clone(), warehouses: warehouses.clone() })
+            }
+            other => {
+                anyhow::bail!("schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open", cfg.name)
+            }
+        };
+        s.add(cfg.clone(), action)?;
+    }
+    Ok(s)
 }
 
 /// Writes orders through the same path as the API (decide in the write transaction), many at
@@ -183,7 +218,7 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/orders/<id>/timeline");
     println!();
     println!("Stop with Ctrl-C. `dispatchd serve --data-dir {}` serves the same data again.", data_dir.display());
-    serve(listener, store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock).await
+    serve(listener, store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock, &cfg.schedules).await
 }
 
 /// A progress bar on a terminal; nothing in pipes and CI.

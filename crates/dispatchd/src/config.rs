@@ -36,6 +36,9 @@ pub struct Config {
     pub durability: Durability,
     #[serde(default)]
     pub warehouses: Vec<Warehouse>,
+    /// Scheduled actions; the defaults when none are configured.
+    #[serde(default = "crate::scheduler::default_schedules")]
+    pub schedules: Vec<crate::scheduler::ScheduleConfig>,
 }
 
 /// Values given on the command line; `None` leaves the layer below in force.

@@ -13,6 +13,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod scheduler;
 
 use config::{Config, LogFormat, Overrides};
 
@@ -128,7 +129,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, database = %cfg.database()?, "dispatchd serving");
-            app::serve(listener, store_handle, cfg.warehouses()?, clock).await
+            app::serve(listener, store_handle, cfg.warehouses()?, clock, &cfg.schedules).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{orders, system};
+use crate::routes::{orders, schedules, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,11 +11,13 @@ use crate::routes::{orders, system};
     paths(
         system::healthz, system::readyz, system::metrics, system::openapi, system::warehouses,
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
+        schedules::list, schedules::runs,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
         dispatch_core::Warehouse, dispatch_core::FieldError, crate::problem::Problem,
         orders::OrderList, orders::Timeline, orders::TimelineEntry, orders::CancelRequest,
+        schedules::ScheduleList, schedules::ScheduleView, schedules::RunList, schedules::RunView,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),

@@ -10,7 +10,7 @@ use dispatch_core::access::allows;
 use dispatch_server::routes::{Access, specs};
 
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "ord_does_not_exist")
+    path.replace("{id}", "ord_does_not_exist").replace("{name}", "no-such-schedule")
 }
 
 #[tokio::test]

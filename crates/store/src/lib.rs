@@ -14,6 +14,7 @@ use dispatch_core::{DomainError, Event, EventData, HoldReason, Order, OrderState
 use serde::{Deserialize, Serialize};
 
 pub mod postgres;
+mod schedule_rows;
 pub mod sqlite;
 pub mod testing;
 mod time;
@@ -180,6 +181,46 @@ impl JobStatus {
     }
 }
 
+/// A durable schedule as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub cadence: String,
+    pub action: String,
+    pub enabled: bool,
+    pub next_run_at: DateTime<Utc>,
+    pub running_since: Option<DateTime<Utc>>,
+    pub running_node: Option<String>,
+    pub consecutive_failures: u32,
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// One recorded run of a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleRun {
+    pub id: i64,
+    pub schedule: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub node: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `ok` or `failed`.
+    pub outcome: String,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+/// How a run ended, and when the schedule runs next.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub ok: bool,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub next_run_at: DateTime<Utc>,
+    pub consecutive_failures: u32,
+}
+
 /// Proof of leadership; dropping it hands leadership over.
 pub trait LeaderLease: Send + Sync {
     fn name(&self) -> &str;
@@ -229,6 +270,31 @@ pub trait Store: Send + Sync + 'static {
     /// Tries to become the leader for `name` (one scheduler among several nodes). The lease is
     /// held until the returned guard is dropped or this node dies.
     async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;
+
+    /// Creates the schedule if it is new; updates its cadence and action if they changed (and
+    /// then its next run to `first_run_at`).
+    async fn ensure_schedule(
+        &self,
+        name: &str,
+        cadence: &str,
+        action: &str,
+        first_run_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
+    /// Claims the run of `name` due at `scheduled_for` for `node`: succeeds only while the
+    /// schedule still waits for exactly that tick and no live run holds it (a run started
+    /// before `stale_before` is presumed dead and taken over). Returns the run id.
+    async fn begin_run(
+        &self,
+        name: &str,
+        scheduled_for: DateTime<Utc>,
+        node: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError>;
+    async fn end_run(&self, run_id: i64, name: &str, end: &RunEnd, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The latest runs of a schedule, newest first.
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError>;
 
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -11,6 +11,7 @@ use dispatch_core::access::Permission;
 use crate::AppState;
 
 pub mod orders;
+pub mod schedules;
 pub mod system;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/orders/{id}", Requires(ReadOrders), get(orders::get_one)),
         r(Method::GET, "/api/v1/orders/{id}/timeline", Requires(ReadOrders), get(orders::timeline)),
         r(Method::POST, "/api/v1/orders/{id}/cancel", Requires(CancelOrders), post(orders::cancel)),
+        r(Method::GET, "/api/v1/schedules", Requires(ReadConfig), get(schedules::list)),
+        r(Method::GET, "/api/v1/schedules/{name}/runs", Requires(ReadConfig), get(schedules::runs)),
     ]
 }
 

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::time::{from_micros, to_micros};
 use crate::write::{Msg, Pending, order_from_doc};
 use crate::{
-    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord,
-    WriteOutcome,
+    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderWrite, Page, RunEnd, ScheduleRow, ScheduleRun, Store,
+    StoreError, TokenRecord, WriteOutcome,
 };
 
 mod writer;
@@ -351,6 +351,110 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         Ok(Some(Box::new(LocalLease { name: name.to_string(), leaders: self.leaders.clone() })))
+    }
+
+    async fn ensure_schedule(
+        &self,
+        name: &str,
+        cadence: &str,
+        action: &str,
+        first_run_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO schedules (name, cadence, action, next_run_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (name) DO UPDATE SET cadence = excluded.cadence, action = excluded.action, \
+             next_run_at = excluded.next_run_at, updated_at = excluded.updated_at \
+             WHERE schedules.cadence <> excluded.cadence OR schedules.action <> excluded.action",
+        )
+        .bind(name)
+        .bind(cadence)
+        .bind(action)
+        .bind(to_micros(first_run_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM schedules ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(crate::schedule_rows::schedule).collect()
+    }
+
+    async fn begin_run(
+        &self,
+        name: &str,
+        scheduled_for: DateTime<Utc>,
+        node: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = sqlx::query(
+            "UPDATE schedules SET running_since = ?3, running_node = ?4, updated_at = ?3 \
+             WHERE name = ?1 AND enabled AND next_run_at = ?2 AND (running_since IS NULL OR running_since < ?5)",
+        )
+        .bind(name)
+        .bind(to_micros(scheduled_for))
+        .bind(to_micros(now))
+        .bind(node)
+        .bind(to_micros(stale_before))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Ok(None);
+        }
+        // A run of this tick that died is taken over rather than run as a second tick.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO schedule_runs (schedule, scheduled_for, node, started_at, outcome) VALUES (?1, ?2, ?3, ?4, 'running') \
+             ON CONFLICT (schedule, scheduled_for) DO UPDATE SET node = excluded.node, started_at = excluded.started_at, \
+             outcome = 'running', finished_at = NULL, error = NULL RETURNING id",
+        )
+        .bind(name)
+        .bind(to_micros(scheduled_for))
+        .bind(node)
+        .bind(to_micros(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    async fn end_run(&self, run_id: i64, name: &str, end: &RunEnd, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let outcome = if end.ok { "ok" } else { "failed" };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE schedule_runs SET finished_at = ?2, outcome = ?3, summary = ?4, error = ?5 WHERE id = ?1")
+            .bind(run_id)
+            .bind(to_micros(now))
+            .bind(outcome)
+            .bind(&end.summary)
+            .bind(&end.error)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE schedules SET running_since = NULL, running_node = NULL, next_run_at = ?2, consecutive_failures = ?3, \
+             last_outcome = ?4, last_error = ?5, updated_at = ?6 WHERE name = ?1",
+        )
+        .bind(name)
+        .bind(to_micros(end.next_run_at))
+        .bind(end.consecutive_failures as i32)
+        .bind(outcome)
+        .bind(&end.error)
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM schedule_runs WHERE schedule = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2")
+                .bind(name)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(crate::schedule_rows::run).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

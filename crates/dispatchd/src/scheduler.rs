@@ -1,0 +1,392 @@
+//! Scheduled actions: durable schedules run on one leader among the nodes. Each due tick is
+//! claimed in the database (so it runs once even if two nodes briefly both think they lead),
+//! missed ticks after downtime collapse into one run, a failing action is retried with
+//! backoff, and repeated failures raise an alert instead of failing silently.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use chrono::Utc;
+use dispatch_core::schedule::{ALERT_AFTER_FAILURES, Cadence, due, retry_at};
+use dispatch_core::{Command, OrderState, Warehouses};
+use dispatch_server::clock::Clock;
+use dispatch_store::{LeaderLease, OrderQuery, OrderWrite, RunEnd, Store, Target, WriteMeta, decision};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// A schedule as configured: `cadence` is a cron expression (UTC) or `every 5m`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: String,
+    pub cadence: String,
+    pub action: String,
+}
+
+pub fn default_schedules() -> Vec<ScheduleConfig> {
+    vec![
+        ScheduleConfig { name: "heartbeat".into(), cadence: "every 1m".into(), action: "heartbeat".into() },
+        ScheduleConfig {
+            name: "reevaluate-open-orders".into(),
+            cadence: "every 5m".into(),
+            action: "reevaluate_open".into(),
+        },
+    ]
+}
+
+/// What a schedule does. Returns a one-line summary, or why it failed.
+#[async_trait]
+pub trait ScheduledAction: Send + Sync {
+    async fn run(&self) -> Result<String, String>;
+}
+
+/// Records that the scheduler is alive: alert on `dispatchd_scheduler_heartbeat_seconds` age.
+pub struct Heartbeat {
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl ScheduledAction for Heartbeat {
+    async fn run(&self) -> Result<String, String> {
+        metrics::gauge!("dispatchd_scheduler_heartbeat_seconds").set(self.clock.now().timestamp() as f64);
+        Ok("alive".into())
+    }
+}
+
+/// Runs the readiness checks again for held and released orders: time passes (cut-offs), and
+/// a blocking fact may have changed. Only a changed outcome is recorded.
+pub struct ReevaluateOpen {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub warehouses: Arc<Warehouses>,
+}
+
+#[async_trait]
+impl ScheduledAction for ReevaluateOpen {
+    async fn run(&self) -> Result<String, String> {
+        let mut q =
+            OrderQuery { states: vec![OrderState::OnHold, OrderState::Released], limit: 500, ..Default::default() };
+        let (mut seen, mut changed, mut failed) = (0usize, 0usize, 0usize);
+        loop {
+            let page = self.store.list_orders(&q).await.map_err(|e| e.to_string())?;
+            let now = self.clock.now();
+            let mut writes = Vec::with_capacity(page.items.len());
+            for o in &page.items {
+                writes.push(self.store.execute(OrderWrite {
+                    target: Target::Id(o.id.clone()),
+                    meta: WriteMeta { actor: "scheduler".into(), request_id: None, at: now },
+                    idempotency: None,
+                    decide: decision(Command::Reevaluate, now, self.warehouses.clone()),
+                }));
+            }
+            let mut results = futures::stream::iter(writes).buffer_unordered(64);
+            while let Some(r) = results.next().await {
+                seen += 1;
+                match r {
+                    Ok(out) if out.appended > 0 => changed += 1,
+                    Ok(_) => {}
+                    // An order that moved on meanwhile (booked, cancelled) is not an error.
+                    Err(dispatch_store::StoreError::Domain(_)) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(error = %e, "re-evaluation failed");
+                    }
+                }
+            }
+            match page.next_after {
+                Some(after) => q.after_id = Some(after),
+                None => break,
+            }
+        }
+        if failed > 0 {
+            return Err(format!("{failed} of {seen} re-evaluations failed"));
+        }
+        Ok(format!("{seen} orders re-evaluated, {changed} changed outcome"))
+    }
+}
+
+struct Entry {
+    config: ScheduleConfig,
+    cadence: Cadence,
+    action: Arc<dyn ScheduledAction>,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    node: String,
+    entries: BTreeMap<String, Entry>,
+    /// A run that started longer ago than this is presumed dead and may be taken over.
+    pub stale_after: chrono::Duration,
+    lease: tokio::sync::Mutex<Option<Box<dyn LeaderLease>>>,
+}
+
+pub const LEADER_LOCK: &str = "dispatchd-scheduler";
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, node: String) -> Self {
+        Scheduler {
+            store,
+            clock,
+            node,
+            entries: BTreeMap::new(),
+            stale_after: chrono::Duration::minutes(15),
+            lease: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Adds a schedule, refusing a bad cadence with a message that says which schedule.
+    pub fn add(&mut self, config: ScheduleConfig, action: Arc<dyn ScheduledAction>) -> Result<()> {
+        let cadence = Cadence::parse(&config.cadence).with_context(|| format!("schedule `{}`", config.name))?;
+        self.entries.insert(config.name.clone(), Entry { config, cadence, action });
+        Ok(())
+    }
+
+    /// Stores the configured schedules (new ones start at their next tick).
+    pub async fn register(&self) -> Result<()> {
+        let now = self.clock.now();
+        for e in self.entries.values() {
+            self.store
+                .ensure_schedule(&e.config.name, &e.config.cadence, &e.config.action, e.cadence.next_after(now))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One pass: if this node leads, run every due schedule once. Returns how many ran.
+    pub async fn tick(&self) -> Result<usize> {
+        {
+            let mut lease = self.lease.lock().await;
+            if lease.is_none() {
+                *lease = self.store.try_lead(LEADER_LOCK).await?;
+                if lease.is_some() {
+                    tracing::info!(node = %self.node, "this node now runs the scheduled actions");
+                }
+            }
+            if lease.is_none() {
+                return Ok(0);
+            }
+        }
+        let mut ran = 0;
+        for row in self.store.schedules().await? {
+            let Some(entry) = self.entries.get(&row.name) else { continue };
+            let now = self.clock.now();
+            let Some(d) = due(&entry.cadence, row.next_run_at, now) else { continue };
+            let Some(run_id) =
+                self.store.begin_run(&row.name, d.scheduled_for, &self.node, now, now - self.stale_after).await?
+            else {
+                continue; // running elsewhere, or another node just took this tick
+            };
+            let started = std::time::Instant::now();
+            let result = entry.action.run().await;
+            let finished = self.clock.now();
+            let end = match &result {
+                Ok(summary) => RunEnd {
+                    ok: true,
+                    summary: Some(summary.clone()),
+                    error: None,
+                    next_run_at: d.next_regular,
+                    consecutive_failures: 0,
+                },
+                Err(e) => {
+                    let failures = row.consecutive_failures + 1;
+                    RunEnd {
+                        ok: false,
+                        summary: None,
+                        error: Some(e.clone()),
+                        next_run_at: retry_at(failures, finished, entry.cadence.next_after(finished)),
+                        consecutive_failures: failures,
+                    }
+                }
+            };
+            self.store.end_run(run_id, &row.name, &end, finished).await?;
+            let outcome = if end.ok { "ok" } else { "failed" };
+            metrics::counter!("dispatchd_schedule_runs_total", "schedule" => row.name.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("dispatchd_schedule_run_seconds", "schedule" => row.name.clone())
+                .record(started.elapsed().as_secs_f64());
+            let alerting = end.consecutive_failures >= ALERT_AFTER_FAILURES;
+            metrics::gauge!("dispatchd_schedule_alerting", "schedule" => row.name.clone()).set(if alerting {
+                1.0
+            } else {
+                0.0
+            });
+            match (&result, alerting) {
+                (Err(e), true) => tracing::error!(
+                    schedule = %row.name, failures = end.consecutive_failures, error = %e,
+                    "ALERT: scheduled action keeps failing; it is retried with backoff"
+                ),
+                (Err(e), false) => {
+                    tracing::warn!(schedule = %row.name, error = %e, "scheduled action failed; will retry")
+                }
+                (Ok(s), _) => tracing::debug!(schedule = %row.name, summary = %s, "scheduled action ran"),
+            }
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// Ticks every `every` until `stop` resolves. Errors (a database outage) are logged and
+    /// the loop goes on; a lost leadership is re-contested.
+    pub async fn run(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if let Err(e) = self.register().await {
+            tracing::error!(error = %e, "could not register schedules");
+        }
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "scheduler tick failed");
+                // The session holding the lock may be gone with the error: contest again.
+                *self.lease.lock().await = None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// A name for this node in run records: host, process and a random suffix.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "node".into());
+    format!("{host}-{}-{}", std::process::id(), Utc::now().timestamp_subsec_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use chrono::TimeZone;
+    use dispatch_server::clock::ManualClock;
+    use dispatch_store::testing::Location;
+
+    use super::*;
+
+    struct Counting {
+        runs: AtomicUsize,
+        fail: AtomicBool,
+        gate: Option<Arc<tokio::sync::Notify>>,
+    }
+
+    impl Counting {
+        fn new(fail: bool, gate: Option<Arc<tokio::sync::Notify>>) -> Arc<Self> {
+            Arc::new(Counting { runs: AtomicUsize::new(0), fail: AtomicBool::new(fail), gate })
+        }
+    }
+
+    #[async_trait]
+    impl ScheduledAction for Counting {
+        async fn run(&self) -> Result<String, String> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            if let Some(g) = &self.gate {
+                g.notified().await;
+            }
+            if self.fail.load(Ordering::SeqCst) { Err("carrier API down".into()) } else { Ok("done".into()) }
+        }
+    }
+
+    fn t0() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
+    }
+
+    async fn setup(action: Arc<Counting>) -> (tempfile::TempDir, Arc<ManualClock>, Arc<Scheduler>, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Location::fresh(dir.path()).await.open().await;
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut s = Scheduler::new(store.clone(), clock.clone(), "node-a".into());
+        s.add(ScheduleConfig { name: "sweep".into(), cadence: "every 1m".into(), action: "test".into() }, action)
+            .unwrap();
+        s.register().await.unwrap();
+        (dir, clock, Arc::new(s), store)
+    }
+
+    #[tokio::test]
+    async fn runs_when_due_and_once_after_downtime() {
+        let action = Counting::new(false, None);
+        let (_dir, clock, s, store) = setup(action.clone()).await;
+        assert_eq!(s.tick().await.unwrap(), 0, "not due before its first tick");
+        clock.advance(chrono::Duration::minutes(1));
+        assert_eq!(s.tick().await.unwrap(), 1);
+        assert_eq!(s.tick().await.unwrap(), 0, "a tick runs once");
+        // Down for two hours: 120 missed ticks collapse into one run.
+        clock.advance(chrono::Duration::hours(2));
+        assert_eq!(s.tick().await.unwrap(), 1);
+        assert_eq!(s.tick().await.unwrap(), 0);
+        assert_eq!(action.runs.load(Ordering::SeqCst), 2);
+        let row = &store.schedules().await.unwrap()[0];
+        assert_eq!(row.next_run_at, t0() + chrono::Duration::minutes(122), "next tick counted from now");
+        let runs = store.schedule_runs("sweep", 10).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|r| r.outcome == "ok" && r.node == "node-a" && r.finished_at.is_some()));
+    }
+
+    #[tokio::test]
+    async fn no_overlapping_runs_of_one_schedule() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let action = Counting::new(false, Some(gate.clone()));
+        let (_dir, clock, s, store) = setup(action.clone()).await;
+        clock.advance(chrono::Duration::minutes(1));
+        let first = {
+            let s = s.clone();
+            tokio::spawn(async move { s.tick().await.unwrap() })
+        };
+        while action.runs.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The first run is still going; even much later nothing starts beside it.
+        clock.advance(chrono::Duration::minutes(5));
+        assert_eq!(s.tick().await.unwrap(), 0);
+        assert!(store.schedules().await.unwrap()[0].running_since.is_some());
+        gate.notify_one();
+        assert_eq!(first.await.unwrap(), 1);
+        assert_eq!(action.runs.load(Ordering::SeqCst), 1);
+        assert!(store.schedules().await.unwrap()[0].running_since.is_none());
+    }
+
+    #[tokio::test]
+    async fn failures_retry_with_backoff_and_alert() {
+        let action = Counting::new(true, None);
+        let (_dir, clock, s, store) = setup(action.clone()).await;
+        clock.advance(chrono::Duration::minutes(1));
+        for (n, wait) in [(1u32, 10), (2, 20), (3, 40)] {
+            assert_eq!(s.tick().await.unwrap(), 1);
+            let row = &store.schedules().await.unwrap()[0];
+            assert_eq!(row.consecutive_failures, n);
+            assert_eq!(row.last_error.as_deref(), Some("carrier API down"));
+            assert_eq!(row.next_run_at, clock.now() + chrono::Duration::seconds(wait), "backoff after failure {n}");
+            assert_eq!(s.tick().await.unwrap(), 0, "not before the backoff");
+            clock.advance(chrono::Duration::seconds(wait));
+        }
+        assert!(store.schedules().await.unwrap()[0].consecutive_failures >= ALERT_AFTER_FAILURES);
+        action.fail.store(false, Ordering::SeqCst);
+        assert_eq!(s.tick().await.unwrap(), 1);
+        let row = &store.schedules().await.unwrap()[0];
+        assert_eq!((row.consecutive_failures, row.last_outcome.as_deref()), (0, Some("ok")));
+        let runs = store.schedule_runs("sweep", 10).await.unwrap();
+        assert_eq!(runs.iter().filter(|r| r.outcome == "failed").count(), 3);
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_runs_schedules() {
+        let action = Counting::new(false, None);
+        let (dir, clock, leader, _store) = setup(action.clone()).await;
+        let _ = dir;
+        clock.advance(chrono::Duration::minutes(1));
+        assert_eq!(leader.tick().await.unwrap(), 1);
+        // A second scheduler on the same store (another node) does nothing while the first leads.
+        let mut follower = Scheduler::new(leader.store.clone(), clock.clone(), "node-b".into());
+        follower
+            .add(
+                ScheduleConfig { name: "sweep".into(), cadence: "every 1m".into(), action: "test".into() },
+                action.clone(),
+            )
+            .unwrap();
+        clock.advance(chrono::Duration::minutes(1));
+        assert_eq!(follower.tick().await.unwrap(), 0);
+        assert_eq!(leader.tick().await.unwrap(), 1);
+        assert_eq!(action.runs.load(Ordering::SeqCst), 2);
+    }
+}
