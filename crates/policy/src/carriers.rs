@@ -125,7 +125,10 @@ pub fn choose_carrier(m: &CarrierMatrix, facts: &OrderFacts, wh: &Warehouse, una
             if let Some(first) = allowed.first() {
                 (Some((*first).clone()), format!("first allowed carrier on lane {}{note}", lane.id))
             } else if let Some(fb) = fallbacks.first() {
-                (Some((*fb).clone()), format!("fallback on lane {}: its {down} allowed carrier(s) are unavailable", lane.id))
+                (
+                    Some((*fb).clone()),
+                    format!("fallback on lane {}: its {down} allowed carrier(s) are unavailable", lane.id),
+                )
             } else {
                 (None, format!("every carrier of lane {} is unavailable", lane.id))
             }

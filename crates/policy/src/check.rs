@@ -101,7 +101,9 @@ pub fn check(expr: &IdedExpr) -> (Ty, Checked) {
     let all = std::mem::take(&mut c.out.reads);
     let mut reads: Vec<String> = all
         .iter()
-        .filter(|r| !all.iter().any(|o| o.len() > r.len() && o.starts_with(r.as_str()) && o[r.len()..].starts_with('.')))
+        .filter(|r| {
+            !all.iter().any(|o| o.len() > r.len() && o.starts_with(r.as_str()) && o[r.len()..].starts_with('.'))
+        })
         .cloned()
         .collect();
     reads.sort();
@@ -211,11 +213,7 @@ impl Checker {
                     Ty::Map(v) => (**v).clone(),
                     Ty::Dyn => Ty::Dyn,
                     other => {
-                        self.err(
-                            e.id,
-                            "type",
-                            format!("cannot read field `{}` of a {}", s.field, other.name()),
-                        );
+                        self.err(e.id, "type", format!("cannot read field `{}` of a {}", s.field, other.name()));
                         Ty::Dyn
                     }
                 };
@@ -332,11 +330,7 @@ impl Checker {
                 if let Some((x, y)) = bin(&a)
                     && !(x.is(&y) || (x.numeric() && y.numeric()) || x == Ty::Null || y == Ty::Null)
                 {
-                    self.err(
-                        id,
-                        "type",
-                        format!("compares a {} with a {}: they are never equal", x.name(), y.name()),
-                    );
+                    self.err(id, "type", format!("compares a {} with a {}: they are never equal", x.name(), y.name()));
                 }
                 Ty::Bool
             }
@@ -457,10 +451,9 @@ impl Checker {
                 }
             }
             "split" => Ty::List(Box::new(Ty::Str)),
-            "indexOf" | "lastIndexOf" | "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth"
-            | "getDayOfWeek" | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds"
-            | "math.bitAnd" | "math.bitOr" | "math.bitXor" | "math.bitNot" | "math.bitShiftLeft"
-            | "math.bitShiftRight" => Ty::Int,
+            "indexOf" | "lastIndexOf" | "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfWeek"
+            | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" | "math.bitAnd"
+            | "math.bitOr" | "math.bitXor" | "math.bitNot" | "math.bitShiftLeft" | "math.bitShiftRight" => Ty::Int,
             "math.ceil" | "math.floor" | "math.round" | "math.trunc" | "math.sqrt" => Ty::Double,
             "math.abs" | "math.sign" => a.first().cloned().unwrap_or(Ty::Dyn),
             "math.@max" | "math.@min" => {

@@ -302,8 +302,12 @@ pub fn bind<'v>(
         order.push(("carrier_preference", sb(c)));
     }
     let c = &facts.customer;
-    let mut customer =
-        vec![("id", sb(&c.id)), ("name", sb(&c.name)), ("tier", sb(&c.tier)), ("credit_status", sb(c.credit_status.code()))];
+    let mut customer = vec![
+        ("id", sb(&c.id)),
+        ("name", sb(&c.name)),
+        ("tier", sb(&c.tier)),
+        ("credit_status", sb(c.credit_status.code())),
+    ];
     if let Some(o) = &c.account_owner {
         customer.push(("account_owner", sb(o)));
     }

@@ -6,7 +6,11 @@
 pub enum RawPart {
     Text(String),
     /// Expression source, its byte offset in the template, and decimals if formatted.
-    Expr { src: String, offset: usize, decimals: Option<usize> },
+    Expr {
+        src: String,
+        offset: usize,
+        decimals: Option<usize>,
+    },
 }
 
 /// Splits a template; an error is (byte offset, message).
