@@ -269,12 +269,12 @@ impl Compiler<'_> {
     }
 }
 
-/// Byte offset of a 1-based line and 0-based column (as the CEL parser reports them).
+/// Byte offset of a 1-based line and 1-based column (as the CEL parser reports them).
 fn byte_of_line_col(src: &str, line: isize, col: isize) -> usize {
     let mut offset = 0usize;
     for (i, l) in src.split_inclusive('\n').enumerate() {
         if i as isize + 1 == line {
-            let col = col.max(0) as usize;
+            let col = (col - 1).max(0) as usize;
             return offset + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
         }
         offset += l.len();
