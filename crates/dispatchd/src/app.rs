@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use dispatch_core::{Command, Ctx, OrderFacts, Warehouses, decide};
+use dispatch_policy::Policy;
 use dispatch_server::AppState;
+use dispatch_server::policy::{Active, PolicyState};
 use dispatch_server::clock::Clock;
 use dispatch_store::{OrderWrite, SqliteOptions, SqliteStore, Store, Target, WriteMeta};
 use futures::StreamExt;
@@ -53,11 +55,79 @@ async fn shutdown_signal() {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
-    warehouses: Warehouses,
+    cfg: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<()> {
-    let state = AppState::new(store, warehouses, clock);
-    dispatch_server::serve(listener, state, shutdown_signal()).await.context("server failed")
+    let warehouses = cfg.warehouses()?;
+    let (policy, origin) = cfg.policy()?;
+    tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
+    let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
+    let state = AppState::with_policy(store, warehouses, clock, policy_state);
+    let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    let sweep = tokio::spawn(refresh_priorities_periodically(state.clone(), cfg.priority_refresh_secs));
+    let result = dispatch_server::serve(listener, state, shutdown_signal()).await.context("server failed");
+    reload.abort();
+    sweep.abort();
+    result
+}
+
+/// Reloads `policy_file` on SIGHUP. An invalid file is refused with every error logged; the
+/// running policy stays.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            reload_policy(&state).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
+pub async fn reload_policy(state: &AppState) {
+    let Some(path) = state.policy.file.clone() else {
+        tracing::warn!("SIGHUP: no policy_file is configured, nothing to reload");
+        return;
+    };
+    let codes: Vec<String> = state.warehouses.iter().map(|w| w.code.clone()).collect();
+    let policy = match config::load_policy(&path, Some(&codes)) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            metrics::counter!("dispatchd_policy_refused_total", "via" => "reload").increment(1);
+            tracing::error!(error = %format!("{e:#}"), "policy reload refused; the running policy stays");
+            return;
+        }
+    };
+    let _guard = state.policy.change.lock().await;
+    if policy.hash == state.policy.policy().hash {
+        tracing::info!(hash = %policy.hash, "policy file unchanged");
+        return;
+    }
+    state.policy.swap(policy.clone(), "file", state.clock.now());
+    metrics::counter!("dispatchd_policy_changes_total", "via" => "reload").increment(1);
+    tracing::info!(hash = %policy.hash, name = %policy.name, "policy reloaded");
+    match dispatch_server::policy::reevaluate_held(state, "system:policy-reload").await {
+        Ok(p) => tracing::info!(checked = p.checked, changed = p.changed, "held orders re-evaluated"),
+        Err(e) => tracing::error!(error = %e, "re-evaluating held orders failed"),
+    }
+}
+
+async fn refresh_priorities_periodically(state: Arc<AppState>, every_secs: u64) {
+    if every_secs == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match dispatch_server::policy::refresh_priorities(&state).await {
+            Ok(p) if p.changed > 0 => tracing::info!(checked = p.checked, changed = p.changed, "priorities refreshed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "priority refresh failed"),
+        }
+    }
 }
 
 /// Writes orders through the same path as the API (decide in the write transaction), many at
@@ -65,6 +135,7 @@ pub async fn serve(
 pub async fn load_orders(
     store: &Arc<dyn Store>,
     warehouses: &Arc<Warehouses>,
+    policy: &Arc<Policy>,
     clock: &Arc<dyn Clock>,
     orders: Vec<OrderFacts>,
     actor: &str,
@@ -73,6 +144,7 @@ pub async fn load_orders(
     let writes = orders.into_iter().map(|facts| {
         let now = clock.now();
         let warehouses = warehouses.clone();
+        let policy = policy.clone();
         let store = store.clone();
         let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
         let meta = WriteMeta { actor: actor.to_string(), request_id: None, at: now };
@@ -83,10 +155,11 @@ pub async fn load_orders(
                     meta,
                     idempotency: None,
                     decide: Box::new(move |cur| {
+                        let rules = Active(policy);
                         decide(
                             cur,
                             Command::Upsert { facts: Box::new(facts), expected_version: None },
-                            &Ctx::new(now, &warehouses),
+                            &Ctx { now, warehouses: &warehouses, rules: &rules },
                         )
                     }),
                 })
@@ -133,7 +206,8 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     let generated = if existing == 0 {
         let facts = crate::demo::orders(args.seed, args.orders, clock.now(), &warehouses);
         let bar = progress(facts.len() as u64, "loading demo orders");
-        load_orders(&store, &warehouses, &clock, facts, "demo", || bar.inc(1)).await?;
+        let (policy, _) = cfg.policy()?;
+        load_orders(&store, &warehouses, &policy, &clock, facts, "demo", || bar.inc(1)).await?;
         bar.finish_and_clear();
         true
     } else {
@@ -173,7 +247,7 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/orders/<id>/timeline");
     println!();
     println!("Stop with Ctrl-C. `dispatchd serve --data-dir {}` serves the same data again.", data_dir.display());
-    serve(listener, store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock).await
+    serve(listener, store, &cfg, clock).await
 }
 
 /// A progress bar on a terminal; nothing in pipes and CI.

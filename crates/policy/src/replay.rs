@@ -109,8 +109,16 @@ pub struct ReplayReport {
     pub priority: PriorityDelta,
     /// Up to `max_examples` changed decisions, newest orders first.
     pub examples: Vec<Example>,
-    /// Largest queue moves: (order id, recorded rank, candidate rank), 1 = leaves first.
-    pub rank_examples: Vec<(String, u64, u64)>,
+    /// Largest queue moves.
+    pub rank_examples: Vec<RankMove>,
+}
+
+/// An order whose place in the dispatch queue moves (1 = leaves first).
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct RankMove {
+    pub order_id: String,
+    pub recorded_rank: u64,
+    pub candidate_rank: u64,
 }
 
 struct One {
@@ -263,7 +271,10 @@ pub fn replay(
     moves.sort_by(|x, y| y.1.abs_diff(y.2).cmp(&x.1.abs_diff(x.2)).then_with(|| x.0.cmp(&y.0)));
     r.priority.rank_max_move = moves.first().map_or(0, |m| m.1.abs_diff(m.2));
     moves.truncate(max_examples);
-    r.rank_examples = moves;
+    r.rank_examples = moves
+        .into_iter()
+        .map(|(order_id, recorded_rank, candidate_rank)| RankMove { order_id, recorded_rank, candidate_rank })
+        .collect();
     r.examples = examples
         .into_iter()
         .filter_map(|one| {
@@ -350,5 +361,67 @@ impl ReplayReport {
             }
         }
         s
+    }
+}
+
+/// Builds recorded decisions from the event log, fed in recording order (all orders mixed):
+/// each `order.evaluated` with the facts its order had at that point and its `inputs.now`.
+#[derive(Default)]
+pub struct Collector {
+    since: Option<DateTime<Utc>>,
+    facts: HashMap<String, Arc<OrderFacts>>,
+    last: HashMap<String, usize>,
+    out: Vec<RecordedDecision>,
+}
+
+impl Collector {
+    /// Keeps decisions evaluated at or after `since` (all when `None`).
+    pub fn new(since: Option<DateTime<Utc>>) -> Collector {
+        Collector { since, ..Default::default() }
+    }
+
+    pub fn push(&mut self, ev: dispatch_core::Event) {
+        use dispatch_core::EventData;
+        match ev.data {
+            EventData::Received { facts } | EventData::FactsUpdated { facts, .. } => {
+                self.facts.insert(ev.order_id, Arc::new(facts));
+            }
+            EventData::Evaluated(e) => {
+                if self.since.is_some_and(|s| e.inputs.now < s) {
+                    return;
+                }
+                let Some(facts) = self.facts.get(&ev.order_id) else { return };
+                if let Some(prev) = self.last.insert(ev.order_id.clone(), self.out.len())
+                    && let Some(p) = self.out.get_mut(prev)
+                {
+                    p.latest = false;
+                }
+                self.out.push(RecordedDecision {
+                    order_id: ev.order_id,
+                    facts: facts.clone(),
+                    now: e.inputs.now,
+                    outcome: e.outcome,
+                    hold_reasons: e.hold_reasons,
+                    priority: e.priority,
+                    latest_departure: e.inputs.latest_departure,
+                    policy: e.policy,
+                    rules: e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect(),
+                    latest: true,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    pub fn finish(self) -> Vec<RecordedDecision> {
+        self.out
     }
 }
