@@ -496,7 +496,9 @@ mod tests {
         // Hours before the cut-off: same outcome, more urgent, so a new evaluation.
         let nearer = Ctx::new(now() + chrono::Duration::days(4), &w);
         let ev = decide(Some(&o), Command::Reevaluate, &nearer).unwrap();
-        assert!(matches!(&ev[0], EventData::Evaluated(e) if e.outcome == OrderState::Released && e.priority > o.priority));
+        assert!(
+            matches!(&ev[0], EventData::Evaluated(e) if e.outcome == OrderState::Released && e.priority > o.priority)
+        );
         // A week later the promised date is gone: cut-off missed.
         let later = Ctx::new(now() + chrono::Duration::days(7), &w);
         let ev = decide(Some(&o), Command::Reevaluate, &later).unwrap();

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use dispatch_core::{Command, Ctx, OrderFacts, Warehouses, decide};
 use dispatch_policy::Policy;
 use dispatch_server::AppState;
-use dispatch_server::policy::{Active, PolicyState};
 use dispatch_server::clock::Clock;
+use dispatch_server::policy::{Active, PolicyState};
 use dispatch_store::{OrderWrite, SqliteOptions, SqliteStore, Store, Target, WriteMeta};
 use futures::StreamExt;
 

@@ -207,11 +207,9 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 PolicyCmd::Replay { candidate, since, json, examples, store } => {
                     let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
-                    let since = since
-                        .as_deref()
-                        .map(parse_since)
-                        .transpose()?;
-                    policy_cli::replay(policy_cli::ReplayArgs { candidate: &candidate, since, json, examples }, &cfg).await
+                    let since = since.as_deref().map(parse_since).transpose()?;
+                    policy_cli::replay(policy_cli::ReplayArgs { candidate: &candidate, since, json, examples }, &cfg)
+                        .await
                 }
                 PolicyCmd::Explain { order_id, json, store } => {
                     let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;

@@ -68,7 +68,8 @@ fn replay_million(c: &mut Criterion) {
         }
     }
     let candidate = Policy::compile(
-        &dispatch_policy::DEFAULT_POLICY.replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#),
+        &dispatch_policy::DEFAULT_POLICY
+            .replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#),
         "candidate.toml",
         None,
     )

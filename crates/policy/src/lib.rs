@@ -28,6 +28,7 @@ pub mod carriers;
 pub mod check;
 pub mod error;
 pub mod model;
+pub mod native;
 pub mod replay;
 pub mod schema;
 pub mod template;
@@ -39,7 +40,8 @@ pub use replay::{Collector, RecordedDecision, ReplayReport, replay};
 
 use check::{MAX_EXPR_BYTES, MAX_NODES, Ty};
 use error::{Locator, suggest};
-use schema::{Derived, Scratch};
+use native::V;
+use schema::{Computed, Derived, Scratch};
 
 /// The embedded default policy: the built-in readiness rules and priority, as a policy file.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
@@ -49,6 +51,8 @@ pub const DEFAULT_POLICY_FILE: &str = "policies/default.toml";
 pub struct Expr {
     pub src: String,
     program: cel::Program,
+    /// The fast path, when the expression is within what it covers.
+    native: Option<native::Node>,
     pub reads: Vec<String>,
     pub time_dependent: bool,
 }
@@ -230,7 +234,13 @@ impl Compiler<'_> {
                 ok = false;
             }
         }
-        ok.then(|| Expr { src: src.to_string(), program, reads: checked.reads, time_dependent: checked.time_dependent })
+        ok.then(|| Expr {
+            src: src.to_string(),
+            native: native::compile(program.expression()),
+            program,
+            reads: checked.reads,
+            time_dependent: checked.time_dependent,
+        })
     }
 
     fn expr(&mut self, s: &Spanned<String>, what: &str, want: Want) -> Option<Expr> {
@@ -608,6 +618,24 @@ impl Policy {
         })
     }
 
+    /// How many of the policy's expressions (conditions, terms, placeholders) run on the fast
+    /// path, and how many there are.
+    pub fn fast_path_coverage(&self) -> (usize, usize) {
+        let templates = self
+            .rules
+            .iter()
+            .map(|r| &r.message)
+            .chain(self.checks.values())
+            .chain(self.terms.iter().filter_map(|t| t.why.as_ref()));
+        let placeholders = templates.flat_map(|t| t.parts.iter()).filter_map(|p| match p {
+            Part::Expr(e, _) => Some(&**e),
+            Part::Text(_) => None,
+        });
+        let all: Vec<&Expr> =
+            self.rules.iter().map(|r| &r.cond).chain(self.terms.iter().map(|t| &t.expr)).chain(placeholders).collect();
+        (all.iter().filter(|e| e.native.is_some()).count(), all.len())
+    }
+
     /// Whether any priority term depends on the time (and so needs the periodic refresh).
     pub fn time_dependent_priority(&self) -> bool {
         self.terms.iter().any(|t| t.expr.time_dependent)
@@ -652,20 +680,28 @@ impl Policy {
     /// Evaluates every rule, the priority and the carrier for one order. Never panics; a rule
     /// that cannot be evaluated is decided by its `on_error` and reported in `rules`.
     pub fn evaluate(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evaluation {
+        self.evaluate_with(facts, wh, now, true)
+    }
+
+    /// [`Policy::evaluate`] with the CEL interpreter only (no fast path): the reference the
+    /// fast path is tested against.
+    pub fn evaluate_interpreted(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evaluation {
+        self.evaluate_with(facts, wh, now, false)
+    }
+
+    fn evaluate_with(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, fast: bool) -> Evaluation {
         let d = self.derive(facts, wh, now);
         let scratch = Scratch::new(facts, wh, &d);
-        let mut ctx = Context::with_env(self.env.clone());
-        schema::bind(&mut ctx, facts, wh, now, &d, &scratch);
+        let comp = Computed::new(facts, wh, now, &d);
+        let slots = native::slots(facts, wh, &d, &scratch, &comp);
+        let mut ev =
+            Ev { policy: self, fast, slots: &slots, cel: None, facts, wh, d: &d, scratch: &scratch, comp: &comp };
 
         let mut hits: Vec<RuleHit> = Vec::new();
         let mut reasons: Vec<HoldReason> = Vec::new();
         let mut failing: BTreeMap<CheckName, Vec<(String, HoldReason, String)>> = BTreeMap::new();
         for rule in &self.rules {
-            let fired = match rule.cond.program.execute(&ctx) {
-                Ok(Value::Bool(b)) => Ok(if rule.kind == RuleKind::Hold { b } else { !b }),
-                Ok(other) => Err(format!("the condition gave {}, not true or false", describe(&other))),
-                Err(e) => Err(e.to_string()),
-            };
+            let fired = ev.cond(&rule.cond).map(|b| if rule.kind == RuleKind::Hold { b } else { !b });
             let (reason, error) = match fired {
                 Ok(false) => continue,
                 Ok(true) => (Some(rule.reason), None),
@@ -685,7 +721,7 @@ impl Policy {
                 (Some(e), None) => {
                     format!("rule {} could not be evaluated ({e}); ignored as its on_error says", rule.id)
                 }
-                _ => rule.message.render(&ctx),
+                _ => ev.render(&rule.message),
             };
             if let Some(r) = reason {
                 reasons.push(r);
@@ -693,11 +729,7 @@ impl Policy {
                     failing.entry(chk).or_default().push((rule.id.clone(), r, message.clone()));
                 }
             }
-            let seen = rule
-                .seen
-                .iter()
-                .map(|(path, p)| (path.clone(), p.execute(&ctx).map_or(serde_json::Value::Null, |v| to_json(&v))))
-                .collect();
+            let seen = rule.seen.iter().map(|(path, p)| (path.clone(), ev.seen(path, p))).collect();
             hits.push(RuleHit { rule: rule.id.clone(), kind: rule.kind.code().into(), reason, message, seen, error });
         }
 
@@ -716,7 +748,7 @@ impl Policy {
                     check: *chk,
                     passed: true,
                     reason: None,
-                    detail: self.checks.get(chk).map_or_else(|| "passed".to_string(), |t| t.render(&ctx)),
+                    detail: self.checks.get(chk).map_or_else(|| "passed".to_string(), |t| ev.render(t)),
                 },
             })
             .collect();
@@ -736,21 +768,18 @@ impl Policy {
 
         let mut priority_terms = Vec::with_capacity(self.terms.len());
         for t in &self.terms {
-            let (points, why) = match t.expr.program.execute(&ctx) {
-                Ok(v) => match number(&v) {
-                    Some(x) => {
-                        let mut p = x * t.weight;
-                        if let Some(lo) = t.min {
-                            p = p.max(lo);
-                        }
-                        if let Some(hi) = t.max {
-                            p = p.min(hi);
-                        }
-                        let why = t.why.as_ref().map_or_else(|| format!("{x}"), |w| w.render(&ctx));
-                        (p as i32, why)
+            let (points, why) = match ev.num(&t.expr) {
+                Ok(x) => {
+                    let mut p = x * t.weight;
+                    if let Some(lo) = t.min {
+                        p = p.max(lo);
                     }
-                    None => (0, format!("error: the term gave {}, not a number; counted 0", describe(&v))),
-                },
+                    if let Some(hi) = t.max {
+                        p = p.min(hi);
+                    }
+                    let why = t.why.as_ref().map_or_else(|| format!("{x}"), |w| ev.render(w));
+                    (p as i32, why)
+                }
                 Err(e) => (0, format!("error: {e}; counted 0")),
             };
             if why.starts_with("error: ") {
@@ -768,7 +797,8 @@ impl Policy {
         let total: i64 = priority_terms.iter().map(|t| i64::from(t.points)).sum();
         let priority = total.clamp(0, i64::from(self.priority_max)) as i32;
 
-        drop(ctx);
+        drop(ev);
+        drop(slots);
         drop(scratch);
         reasons.sort();
         reasons.dedup();
@@ -812,19 +842,97 @@ impl Evaluator for Policy {
     }
 }
 
-impl Template {
-    fn render(&self, ctx: &Context<'_, '_>) -> String {
+/// One evaluation in progress: the order's slot values for the fast path, and the
+/// interpreter's context, bound only when an expression needs it.
+struct Ev<'v> {
+    policy: &'v Policy,
+    fast: bool,
+    slots: &'v [V<'v>],
+    cel: Option<Context<'v, 'v>>,
+    facts: &'v OrderFacts,
+    wh: &'v Warehouse,
+    d: &'v Derived,
+    scratch: &'v Scratch,
+    comp: &'v Computed,
+}
+
+impl<'v> Ev<'v> {
+    fn cel(&mut self) -> &Context<'v, 'v> {
+        let (policy, facts, wh, d, scratch, comp) = (self.policy, self.facts, self.wh, self.d, self.scratch, self.comp);
+        self.cel.get_or_insert_with(|| {
+            let mut ctx = Context::with_env(policy.env.clone());
+            schema::bind(&mut ctx, facts, wh, d, scratch, comp);
+            ctx
+        })
+    }
+
+    fn native<'e>(&self, e: &'e Expr) -> Option<V<'e>>
+    where
+        'v: 'e,
+    {
+        if !self.fast {
+            return None;
+        }
+        let n = e.native.as_ref()?;
+        let mut env = Vec::new();
+        native::eval(n, self.slots, &mut env).ok()
+    }
+
+    fn cond(&mut self, e: &Expr) -> Result<bool, String> {
+        if let Some(V::Bool(b)) = self.native(e) {
+            return Ok(b);
+        }
+        match e.program.execute(self.cel()) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("the condition gave {}, not true or false", describe(&other))),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    fn num(&mut self, e: &Expr) -> Result<f64, String> {
+        match self.native(e) {
+            Some(V::Int(i)) => return Ok(i as f64),
+            Some(V::Double(d)) => return Ok(d),
+            _ => {}
+        }
+        match e.program.execute(self.cel()) {
+            Ok(v) => number(&v).ok_or_else(|| format!("the term gave {}, not a number", describe(&v))),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    fn render(&mut self, t: &Template) -> String {
         let mut out = String::new();
-        for p in &self.parts {
+        for p in &t.parts {
             match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Expr(e, decimals) => match e.program.execute(ctx) {
-                    Ok(v) => format_value(&mut out, &v, *decimals),
-                    Err(err) => out.push_str(&format!("<{}: {err}>", e.src)),
-                },
+                Part::Text(x) => out.push_str(x),
+                Part::Expr(e, decimals) => {
+                    let mark = out.len();
+                    let done = match self.native(e) {
+                        Some(v) => native::format(&mut out, &v, *decimals).is_ok(),
+                        None => false,
+                    };
+                    if !done {
+                        out.truncate(mark);
+                        match e.program.execute(self.cel()) {
+                            Ok(v) => format_value(&mut out, &v, *decimals),
+                            Err(err) => out.push_str(&format!("<{}: {err}>", e.src)),
+                        }
+                    }
+                }
             }
         }
         out
+    }
+
+    fn seen(&mut self, path: &str, p: &cel::Program) -> serde_json::Value {
+        if self.fast
+            && let Some(i) = native::slot_of(path)
+            && let Some(j) = self.slots.get(i).and_then(native::to_json)
+        {
+            return j;
+        }
+        p.execute(self.cel()).map_or(serde_json::Value::Null, |v| to_json(&v))
     }
 }
 

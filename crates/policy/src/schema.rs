@@ -173,10 +173,6 @@ fn sb<'v>(v: &'v str) -> BoxVal<'v> {
     Box::new(CelString::from(v))
 }
 
-fn so<'v>(v: String) -> BoxVal<'v> {
-    Box::new(CelString::from(v))
-}
-
 fn iv<'v>(v: i64) -> BoxVal<'v> {
     Box::new(CelInt::from(v))
 }
@@ -227,88 +223,144 @@ impl Scratch {
     }
 }
 
-/// Binds `order`, `customer`, `lines`, `warehouse` and `now` for one evaluation.
+/// Everything derived from an order once per evaluation, shared by the fast path and the
+/// interpreter's context so both see the same values.
+pub struct Computed {
+    pub now: DateTime<Utc>,
+    pub demanded: i64,
+    pub allocated: i64,
+    pub short_lines: String,
+    pub value: f64,
+    pub margin: f64,
+    pub weight_kg: f64,
+    pub hazmat: bool,
+    pub postcode_area: String,
+    pub promised_date: String,
+    pub ship_by: String,
+    pub cutoff: String,
+    pub latest_departure_local: String,
+    pub local_date: String,
+    pub local_time: String,
+    pub weekday: String,
+    pub minutes_to_cutoff: i64,
+    pub cutoff_passed: bool,
+    pub time_to_cutoff: String,
+    pub time_past_cutoff: String,
+    pub days_to_promised: i64,
+}
+
+impl Computed {
+    pub fn new(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, d: &Derived) -> Computed {
+        use std::fmt::Write;
+        let mut demanded: i64 = 0;
+        let mut allocated: i64 = 0;
+        let mut short = String::new();
+        let mut margin = 0.0;
+        for l in &facts.lines {
+            demanded += i64::from(l.qty);
+            allocated += i64::from(l.qty_allocated.min(l.qty));
+            if l.qty_allocated < l.qty {
+                if !short.is_empty() {
+                    short.push_str(", ");
+                }
+                let _ = write!(short, "{} {}/{}", l.sku, l.qty_allocated, l.qty);
+            }
+            if let Some(c) = l.unit_cost {
+                margin += f64::from(l.qty) * (l.unit_value - c);
+            }
+        }
+        let a = &facts.ship_to;
+        let area: String = a.postcode.chars().filter(|c| c.is_ascii_alphanumeric()).take(2).collect();
+        let today = d.local_now.date_naive();
+        Computed {
+            now,
+            demanded,
+            allocated,
+            short_lines: short,
+            value: facts.order_value(),
+            margin,
+            weight_kg: facts.total_weight_kg(),
+            hazmat: facts.has_hazmat(),
+            postcode_area: format!("{}-{}", a.country, area.to_ascii_uppercase()),
+            promised_date: facts.promised_date.to_string(),
+            ship_by: d.ship_by.to_string(),
+            cutoff: d.cutoff.format("%H:%M").to_string(),
+            latest_departure_local: d.latest_departure.with_timezone(&wh.timezone).format("%Y-%m-%d %H:%M").to_string(),
+            local_date: today.to_string(),
+            local_time: d.local_now.format("%H:%M").to_string(),
+            weekday: today.weekday().to_string(),
+            minutes_to_cutoff: (d.latest_departure - now).num_minutes(),
+            cutoff_passed: now > d.latest_departure,
+            time_to_cutoff: human_duration(d.latest_departure - now),
+            time_past_cutoff: human_duration(now - d.latest_departure),
+            days_to_promised: (facts.promised_date - today).num_days(),
+        }
+    }
+}
+
+/// Binds `order`, `customer`, `lines`, `warehouse` and `now` for the interpreter.
 pub fn bind<'v>(
     ctx: &mut Context<'_, 'v>,
     facts: &'v OrderFacts,
     wh: &'v Warehouse,
-    now: DateTime<Utc>,
     d: &'v Derived,
     scratch: &'v Scratch,
+    c: &'v Computed,
 ) {
-    let mut demanded: i64 = 0;
-    let mut allocated: i64 = 0;
-    let mut short = String::new();
-    let mut margin = 0.0;
-    for l in &facts.lines {
-        demanded += i64::from(l.qty);
-        allocated += i64::from(l.qty_allocated.min(l.qty));
-        if l.qty_allocated < l.qty {
-            if !short.is_empty() {
-                short.push_str(", ");
-            }
-            short.push_str(&format!("{} {}/{}", l.sku, l.qty_allocated, l.qty));
-        }
-        if let Some(c) = l.unit_cost {
-            margin += f64::from(l.qty) * (l.unit_value - c);
-        }
-    }
     let a = &facts.ship_to;
-    let area: String = a.postcode.chars().filter(|c| c.is_ascii_alphanumeric()).take(2).collect();
     let ship_to = obj(vec![
         ("name", sb(&a.name)),
         ("street", sb(&a.street)),
         ("city", sb(&a.city)),
         ("postcode", sb(&a.postcode)),
         ("country", sb(&a.country)),
-        ("postcode_area", so(format!("{}-{}", a.country, area.to_ascii_uppercase()))),
+        ("postcode_area", sb(&c.postcode_area)),
     ]);
     let payment = obj(vec![("terms", sb(&facts.payment.terms)), ("status", sb(facts.payment.status.code()))]);
-    let ld_local = d.latest_departure.with_timezone(&wh.timezone);
     let mut order = vec![
         ("source", sb(&facts.source)),
         ("external_id", sb(&facts.external_id)),
         ("warehouse", sb(&facts.warehouse)),
         ("service_level", sb(facts.service_level.code())),
         ("transit_days", iv(facts.service_level.transit_days())),
-        ("promised_date", so(facts.promised_date.to_string())),
+        ("promised_date", sb(&c.promised_date)),
         ("ship_to", ship_to),
         ("payment", payment),
         ("documents", strs(&facts.documents)),
         ("line_count", iv(facts.lines.len() as i64)),
-        ("units_demanded", iv(demanded)),
-        ("units_allocated", iv(allocated)),
-        ("short_lines", so(short)),
-        ("value", dv(facts.order_value())),
-        ("margin", dv(margin)),
-        ("weight_kg", dv(facts.total_weight_kg())),
-        ("hazmat", bv(facts.has_hazmat())),
+        ("units_demanded", iv(c.demanded)),
+        ("units_allocated", iv(c.allocated)),
+        ("short_lines", sb(&c.short_lines)),
+        ("value", dv(c.value)),
+        ("margin", dv(c.margin)),
+        ("weight_kg", dv(c.weight_kg)),
+        ("hazmat", bv(c.hazmat)),
         ("customs", sb(customs_code(d.customs))),
         ("required_documents", strs(&d.required_documents)),
         ("missing_documents", strs(&scratch.missing_documents)),
         ("address_problems", strs(&scratch.address_problems)),
-        ("ship_by", so(d.ship_by.to_string())),
-        ("cutoff", so(d.cutoff.format("%H:%M").to_string())),
+        ("ship_by", sb(&c.ship_by)),
+        ("cutoff", sb(&c.cutoff)),
         ("latest_departure", tv(d.latest_departure)),
-        ("latest_departure_local", so(ld_local.format("%Y-%m-%d %H:%M").to_string())),
+        ("latest_departure_local", sb(&c.latest_departure_local)),
     ];
-    if let Some(c) = &facts.channel {
-        order.push(("channel", sb(c)));
+    if let Some(x) = &facts.channel {
+        order.push(("channel", sb(x)));
     }
     if let Some(m) = &facts.transport_mode {
         order.push(("transport_mode", sb(m)));
     }
-    if let Some(c) = &facts.carrier_preference {
-        order.push(("carrier_preference", sb(c)));
+    if let Some(x) = &facts.carrier_preference {
+        order.push(("carrier_preference", sb(x)));
     }
-    let c = &facts.customer;
+    let cu = &facts.customer;
     let mut customer = vec![
-        ("id", sb(&c.id)),
-        ("name", sb(&c.name)),
-        ("tier", sb(&c.tier)),
-        ("credit_status", sb(c.credit_status.code())),
+        ("id", sb(&cu.id)),
+        ("name", sb(&cu.name)),
+        ("tier", sb(&cu.tier)),
+        ("credit_status", sb(cu.credit_status.code())),
     ];
-    if let Some(o) = &c.account_owner {
+    if let Some(o) = &cu.account_owner {
         customer.push(("account_owner", sb(o)));
     }
     let lines: Vec<BoxVal<'v>> = facts
@@ -325,8 +377,8 @@ pub fn bind<'v>(
             if let Some(p) = &l.product_family {
                 e.push(("product_family", sb(p)));
             }
-            if let Some(c) = l.unit_cost {
-                e.push(("unit_cost", dv(c)));
+            if let Some(x) = l.unit_cost {
+                e.push(("unit_cost", dv(x)));
             }
             if let Some(w) = l.weight_kg {
                 e.push(("weight_kg", dv(w)));
@@ -341,20 +393,18 @@ pub fn bind<'v>(
         ("timezone", sb(wh.timezone.name())),
         ("ship_days", strs(&scratch.ship_days)),
     ]);
-    let minutes = (d.latest_departure - now).num_minutes();
-    let today = d.local_now.date_naive();
     let now_v = obj(vec![
-        ("time", tv(now)),
-        ("local_date", so(today.to_string())),
-        ("local_time", so(d.local_now.format("%H:%M").to_string())),
-        ("weekday", so(today.weekday().to_string())),
+        ("time", tv(c.now)),
+        ("local_date", sb(&c.local_date)),
+        ("local_time", sb(&c.local_time)),
+        ("weekday", sb(&c.weekday)),
         ("is_holiday", bv(d.is_holiday)),
-        ("minutes_to_cutoff", iv(minutes)),
-        ("hours_to_cutoff", dv(minutes as f64 / 60.0)),
-        ("cutoff_passed", bv(now > d.latest_departure)),
-        ("time_to_cutoff", so(human_duration(d.latest_departure - now))),
-        ("time_past_cutoff", so(human_duration(now - d.latest_departure))),
-        ("days_to_promised", iv((facts.promised_date - today).num_days())),
+        ("minutes_to_cutoff", iv(c.minutes_to_cutoff)),
+        ("hours_to_cutoff", dv(c.minutes_to_cutoff as f64 / 60.0)),
+        ("cutoff_passed", bv(c.cutoff_passed)),
+        ("time_to_cutoff", sb(&c.time_to_cutoff)),
+        ("time_past_cutoff", sb(&c.time_past_cutoff)),
+        ("days_to_promised", iv(c.days_to_promised)),
     ]);
     ctx.add_variable_as_val("order", obj(order));
     ctx.add_variable_as_val("customer", obj(customer));

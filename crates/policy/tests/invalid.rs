@@ -37,6 +37,9 @@ fn the_default_policy_compiles() {
     let p = Policy::compile(DEFAULT_POLICY, "default.toml", Some(&["AMS".into()])).unwrap();
     assert!(p.hash.starts_with("sha256:") && p.hash.len() == 71);
     assert!(p.time_dependent_priority());
+    let (fast, total) = p.fast_path_coverage();
+    assert_eq!(fast, total, "every expression of the default policy runs on the fast path");
+    assert!(total > 25);
 }
 
 #[test]
@@ -139,7 +142,13 @@ fn structure_errors() {
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].message.contains("unknown warehouse `XYZ`"));
     assert!(errs[1].message.contains("HH:MM"));
-    let e = one(&edit("message = 'missing: {order.missing_documents.join(\", \")}'", "message = 'missing: {order.missing}'"), "unknown_field");
-    let (line, _) = at(&edit("message = 'missing: {order.missing_documents.join(\", \")}'", "message = 'missing: {order.missing}'"), "{order.missing}");
+    let e = one(
+        &edit("message = 'missing: {order.missing_documents.join(\", \")}'", "message = 'missing: {order.missing}'"),
+        "unknown_field",
+    );
+    let (line, _) = at(
+        &edit("message = 'missing: {order.missing_documents.join(\", \")}'", "message = 'missing: {order.missing}'"),
+        "{order.missing}",
+    );
     assert_eq!(e.line, line);
 }

@@ -121,7 +121,8 @@ fn a_replay_of_a_tightened_rule_changes_exactly_the_orders_it_catches() {
     assert_eq!((same.changed, same.priority.changed, same.priority.rank_moved), (0, 0, 0), "{same:?}");
     // Customers on watch are held too.
     let tight = Policy::compile(
-        &DEFAULT_POLICY.replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#),
+        &DEFAULT_POLICY
+            .replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#),
         "tight.toml",
         None,
     )
@@ -151,4 +152,43 @@ fn a_replay_of_a_tightened_rule_changes_exactly_the_orders_it_catches() {
     assert_eq!(r.by_rule["credit"].fired_in_changed, expected.len() as u64);
     // Tightening a hold does not move priorities.
     assert_eq!(r.priority.changed, 0);
+}
+
+#[test]
+fn the_fast_path_gives_exactly_what_the_interpreter_gives() {
+    let whs = common::warehouses();
+    // The default policy, plus rules that exercise comprehensions, optional fields, errors and
+    // fallbacks (a rule reading an absent optional field fails at run time in both).
+    let extra = r#"
+[[hold]]
+id = "heavy_hazmat_line"
+when = 'lines.exists(l, l.hazmat && has(l.weight_kg) && l.weight_kg * double(l.qty) > 50.0)'
+reason = "policy_hold"
+message = 'hazmat lines: {lines.filter(l, l.hazmat).map(l, l.sku).join("+")} of {size(lines)}'
+
+[[hold]]
+id = "channel_probe"
+when = 'order.channel == "key_account" && customer.tier == "standard"'
+reason = "policy_hold"
+on_error = "ignore"
+message = 'key account order for a standard customer {order.margin:.1}'
+
+[[hold]]
+id = "all_cheap"
+when = 'lines.all(l, l.unit_value < 2.0) && order.value < 10.0 && math.greatest(order.weight_kg, 1.0) > 0.0'
+reason = "policy_hold"
+message = 'only cheap lines, {order.line_count} of them; {now.weekday} {now.local_time}'
+"#;
+    let src =
+        DEFAULT_POLICY.replace("# --- What a passed check says.", &format!("{extra}\n# --- What a passed check says."));
+    let policy = Policy::compile(&src, "extra.toml", None).unwrap();
+    let mut errors = 0;
+    for (facts, now) in common::orders(5, 4000) {
+        let wh = whs.get(&facts.warehouse).unwrap();
+        let fast = policy.evaluate(&facts, wh, now);
+        let slow = policy.evaluate_interpreted(&facts, wh, now);
+        assert_eq!(fast, slow, "{}", facts.external_id);
+        errors += fast.rules.iter().filter(|r| r.error.is_some()).count();
+    }
+    assert!(errors > 0, "some orders have no channel: the probe rule must fail on them");
 }

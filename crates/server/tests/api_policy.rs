@@ -124,7 +124,13 @@ async fn the_priority_queue_is_the_dispatch_sequence_across_pages() {
     }
     assert_eq!(seen.len(), 23);
     for w in seen.windows(2) {
-        let key = |o: &Value| (-o["priority"].as_i64().unwrap(), o["latest_departure"].as_str().unwrap().to_string(), o["id"].as_str().unwrap().to_string());
+        let key = |o: &Value| {
+            (
+                -o["priority"].as_i64().unwrap(),
+                o["latest_departure"].as_str().unwrap().to_string(),
+                o["id"].as_str().unwrap().to_string(),
+            )
+        };
         assert!(key(&w[0]) < key(&w[1]), "{} before {}", w[0]["id"], w[1]["id"]);
     }
     // A cursor of the other sort is refused.
@@ -147,7 +153,8 @@ async fn replay_reports_what_a_candidate_would_change_and_changes_nothing() {
     }
     let before: Vec<Value> = futures_all(&app, &ids).await;
     // Tighten one rule: customers on watch are held too.
-    let tight = DEFAULT_POLICY.replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#);
+    let tight =
+        DEFAULT_POLICY.replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#);
     let r = app
         .client
         .post(format!("{}/api/v1/policy/replay", app.url))
@@ -165,7 +172,8 @@ async fn replay_reports_what_a_candidate_would_change_and_changes_nothing() {
     assert_eq!(report["by_reason"]["credit_hold"]["added"], 2);
     assert_eq!(report["by_rule"]["credit"]["fired_in_changed"], 2);
     assert_eq!(report["by_warehouse"]["AMS"]["changed"], 2);
-    let mut changed: Vec<&str> = report["examples"].as_array().unwrap().iter().map(|e| e["order_id"].as_str().unwrap()).collect();
+    let mut changed: Vec<&str> =
+        report["examples"].as_array().unwrap().iter().map(|e| e["order_id"].as_str().unwrap()).collect();
     changed.sort();
     let mut want = vec![ids[1].as_str(), ids[2].as_str()];
     want.sort();

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dispatch_core::{Command, Ctx, Event, FieldError, HoldReason, Order, OrderFacts, OrderState, decide};
-use dispatch_store::{IdempotencyKey, OrderQuery, OrderSort, OrderWrite, QueuePosition, Target, WriteMeta, WriteOutcome};
+use dispatch_store::{
+    IdempotencyKey, OrderQuery, OrderSort, OrderWrite, QueuePosition, Target, WriteMeta, WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -303,7 +305,12 @@ fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> 
                 q.sort = match v.as_str() {
                     "id" | "created" => OrderSort::Id,
                     "priority" => OrderSort::Priority,
-                    _ => return Err(bad("sort", format!("sort must be `priority` (the dispatch sequence) or `id`, not `{v}`"))),
+                    _ => {
+                        return Err(bad(
+                            "sort",
+                            format!("sort must be `priority` (the dispatch sequence) or `id`, not `{v}`"),
+                        ));
+                    }
                 }
             }
             other => {
@@ -317,7 +324,8 @@ fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> 
         }
     }
     if let Some(v) = cursor {
-        let invalid = || bad("cursor", "cursor is not one this server issued for this sort; start again without it".into());
+        let invalid =
+            || bad("cursor", "cursor is not one this server issued for this sort; start again without it".into());
         let decoded =
             URL_SAFE_NO_PAD.decode(v.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
         match q.sort {

@@ -107,7 +107,9 @@ pub(crate) fn refused(errors: PolicyErrors) -> Problem {
         errors
             .errors
             .into_iter()
-            .map(|e| FieldError::new(format!("{}:{}:{}", e.file, e.line, e.column), format!("{} ({})", e.message, e.kind)))
+            .map(|e| {
+                FieldError::new(format!("{}:{}:{}", e.file, e.line, e.column), format!("{} ({})", e.message, e.kind))
+            })
             .collect(),
     )
 }
