@@ -41,7 +41,7 @@ pub use replay::{Collector, RecordedDecision, ReplayReport, replay};
 use check::{MAX_EXPR_BYTES, MAX_NODES, Ty};
 use error::{Locator, suggest};
 use native::V;
-use schema::{Computed, Derived, Scratch};
+use schema::{Computed, Derived, Needs, Scratch};
 
 /// The embedded default policy: the built-in readiness rules and priority, as a policy file.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
@@ -125,6 +125,8 @@ pub struct Policy {
     pub terms: Vec<Term>,
     pub carriers: CarrierMatrix,
     pub exceptions: BTreeMap<HoldReason, (String, String)>,
+    /// Derived values some expression reads (the others are not computed).
+    needs: Needs,
 }
 
 impl std::fmt::Debug for Policy {
@@ -158,6 +160,8 @@ struct Compiler<'a> {
     loc: Locator<'a>,
     env: Arc<Env>,
     errors: Vec<PolicyError>,
+    /// Every context path any expression reads.
+    reads: BTreeSet<String>,
 }
 
 impl Compiler<'_> {
@@ -201,6 +205,7 @@ impl Compiler<'_> {
             }
         };
         let (ty, checked) = check::check(program.expression());
+        self.reads.extend(checked.reads.iter().cloned());
         let char_to_byte = |c: u32| src.char_indices().nth(c as usize).map_or(src.len(), |(b, _)| b);
         let mut ok = true;
         for f in &checked.findings {
@@ -320,7 +325,7 @@ impl Policy {
                 return Err(PolicyErrors { errors: vec![loc.error(offset, "toml", msg)] });
             }
         };
-        let mut c = Compiler { loc, env: env(), errors: Vec::new() };
+        let mut c = Compiler { loc, env: env(), errors: Vec::new(), reads: BTreeSet::new() };
 
         // The reason-code catalogue first: rules are checked against it.
         let mut exceptions = BTreeMap::new();
@@ -615,6 +620,7 @@ impl Policy {
                 lanes,
             },
             exceptions,
+            needs: Needs::from_reads(c.reads.iter().map(String::as_str)),
         })
     }
 
@@ -691,8 +697,8 @@ impl Policy {
 
     fn evaluate_with(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, fast: bool) -> Evaluation {
         let d = self.derive(facts, wh, now);
-        let scratch = Scratch::new(facts, wh, &d);
-        let comp = Computed::new(facts, wh, now, &d);
+        let scratch = Scratch::new(facts, wh, &d, &self.needs);
+        let comp = Computed::new(facts, wh, now, &d, &self.needs);
         let slots = native::slots(facts, wh, &d, &scratch, &comp);
         let mut ev =
             Ev { policy: self, fast, slots: &slots, cel: None, facts, wh, d: &d, scratch: &scratch, comp: &comp };

@@ -209,16 +209,86 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(facts: &OrderFacts, wh: &Warehouse, d: &Derived) -> Scratch {
+    pub fn new(facts: &OrderFacts, wh: &Warehouse, d: &Derived, n: &Needs) -> Scratch {
         Scratch {
-            missing_documents: d
-                .required_documents
-                .iter()
-                .filter(|r| !facts.documents.iter().any(|h| h == *r))
-                .cloned()
-                .collect(),
-            address_problems: dispatch_core::address::problems(&facts.ship_to),
-            ship_days: wh.ship_days.iter().map(|d| d.to_string()).collect(),
+            missing_documents: if n.missing_documents {
+                d.required_documents.iter().filter(|r| !facts.documents.iter().any(|h| h == *r)).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            address_problems: if n.address_problems {
+                dispatch_core::address::problems(&facts.ship_to)
+            } else {
+                Vec::new()
+            },
+            ship_days: if n.ship_days { wh.ship_days.iter().map(|d| d.to_string()).collect() } else { Vec::new() },
+        }
+    }
+}
+
+/// Which of the costlier derived values any expression of the policy reads; the others are
+/// left empty (no expression can observe them: reads are known when the policy is compiled).
+#[derive(Debug, Clone, Default)]
+pub struct Needs {
+    pub short_lines: bool,
+    pub postcode_area: bool,
+    pub promised_date: bool,
+    pub ship_by: bool,
+    pub cutoff: bool,
+    pub latest_departure_local: bool,
+    pub local_date: bool,
+    pub local_time: bool,
+    pub weekday: bool,
+    pub time_to_cutoff: bool,
+    pub time_past_cutoff: bool,
+    pub ship_days: bool,
+    pub address_problems: bool,
+    pub missing_documents: bool,
+}
+
+impl Needs {
+    /// Everything: for a context whose reads are not known.
+    pub fn all() -> Needs {
+        Needs {
+            short_lines: true,
+            postcode_area: true,
+            promised_date: true,
+            ship_by: true,
+            cutoff: true,
+            latest_departure_local: true,
+            local_date: true,
+            local_time: true,
+            weekday: true,
+            time_to_cutoff: true,
+            time_past_cutoff: true,
+            ship_days: true,
+            address_problems: true,
+            missing_documents: true,
+        }
+    }
+
+    /// From the context paths a policy's expressions read (`order`, `order.ship_to.city`, ...).
+    pub fn from_reads<'a>(reads: impl IntoIterator<Item = &'a str>) -> Needs {
+        let reads: Vec<&str> = reads.into_iter().collect();
+        // A read of `order` or `order.ship_to` reads everything under it.
+        let r = |path: &str| {
+            reads.iter().any(|x| *x == path || (path.starts_with(*x) && path[x.len()..].starts_with('.')))
+        };
+        Needs {
+            short_lines: r("order.short_lines"),
+            postcode_area: r("order.ship_to.postcode_area"),
+            promised_date: r("order.promised_date"),
+            ship_by: r("order.ship_by"),
+            cutoff: r("order.cutoff"),
+            latest_departure_local: r("order.latest_departure_local"),
+            local_date: r("now.local_date"),
+            local_time: r("now.local_time"),
+            weekday: r("now.weekday"),
+            time_to_cutoff: r("now.time_to_cutoff"),
+            time_past_cutoff: r("now.time_past_cutoff"),
+            ship_days: r("warehouse.ship_days"),
+            address_problems: r("order.address_problems"),
+            missing_documents: r("order.missing_documents"),
         }
     }
 }
@@ -250,7 +320,7 @@ pub struct Computed {
 }
 
 impl Computed {
-    pub fn new(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, d: &Derived) -> Computed {
+    pub fn new(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, d: &Derived, n: &Needs) -> Computed {
         use std::fmt::Write;
         let mut demanded: i64 = 0;
         let mut allocated: i64 = 0;
@@ -259,7 +329,7 @@ impl Computed {
         for l in &facts.lines {
             demanded += i64::from(l.qty);
             allocated += i64::from(l.qty_allocated.min(l.qty));
-            if l.qty_allocated < l.qty {
+            if n.short_lines && l.qty_allocated < l.qty {
                 if !short.is_empty() {
                     short.push_str(", ");
                 }
@@ -270,8 +340,8 @@ impl Computed {
             }
         }
         let a = &facts.ship_to;
-        let area: String = a.postcode.chars().filter(|c| c.is_ascii_alphanumeric()).take(2).collect();
         let today = d.local_now.date_naive();
+        let when = |need: bool, f: &dyn Fn() -> String| if need { f() } else { String::new() };
         Computed {
             now,
             demanded,
@@ -281,18 +351,23 @@ impl Computed {
             margin,
             weight_kg: facts.total_weight_kg(),
             hazmat: facts.has_hazmat(),
-            postcode_area: format!("{}-{}", a.country, area.to_ascii_uppercase()),
-            promised_date: facts.promised_date.to_string(),
-            ship_by: d.ship_by.to_string(),
-            cutoff: d.cutoff.format("%H:%M").to_string(),
-            latest_departure_local: d.latest_departure.with_timezone(&wh.timezone).format("%Y-%m-%d %H:%M").to_string(),
-            local_date: today.to_string(),
-            local_time: d.local_now.format("%H:%M").to_string(),
-            weekday: today.weekday().to_string(),
+            postcode_area: when(n.postcode_area, &|| {
+                let area: String = a.postcode.chars().filter(|c| c.is_ascii_alphanumeric()).take(2).collect();
+                format!("{}-{}", a.country, area.to_ascii_uppercase())
+            }),
+            promised_date: when(n.promised_date, &|| facts.promised_date.to_string()),
+            ship_by: when(n.ship_by, &|| d.ship_by.to_string()),
+            cutoff: when(n.cutoff, &|| d.cutoff.format("%H:%M").to_string()),
+            latest_departure_local: when(n.latest_departure_local, &|| {
+                d.latest_departure.with_timezone(&wh.timezone).format("%Y-%m-%d %H:%M").to_string()
+            }),
+            local_date: when(n.local_date, &|| today.to_string()),
+            local_time: when(n.local_time, &|| d.local_now.format("%H:%M").to_string()),
+            weekday: when(n.weekday, &|| today.weekday().to_string()),
             minutes_to_cutoff: (d.latest_departure - now).num_minutes(),
             cutoff_passed: now > d.latest_departure,
-            time_to_cutoff: human_duration(d.latest_departure - now),
-            time_past_cutoff: human_duration(now - d.latest_departure),
+            time_to_cutoff: when(n.time_to_cutoff, &|| human_duration(d.latest_departure - now)),
+            time_past_cutoff: when(n.time_past_cutoff, &|| human_duration(now - d.latest_departure)),
             days_to_promised: (facts.promised_date - today).num_days(),
         }
     }
