@@ -271,9 +271,8 @@ impl Needs {
     pub fn from_reads<'a>(reads: impl IntoIterator<Item = &'a str>) -> Needs {
         let reads: Vec<&str> = reads.into_iter().collect();
         // A read of `order` or `order.ship_to` reads everything under it.
-        let r = |path: &str| {
-            reads.iter().any(|x| *x == path || (path.starts_with(*x) && path[x.len()..].starts_with('.')))
-        };
+        let r =
+            |path: &str| reads.iter().any(|x| *x == path || (path.starts_with(*x) && path[x.len()..].starts_with('.')));
         Needs {
             short_lines: r("order.short_lines"),
             postcode_area: r("order.ship_to.postcode_area"),

@@ -200,3 +200,31 @@ async fn futures_all(app: &TestApp, ids: &[String]) -> Vec<Value> {
     }
     out
 }
+
+#[tokio::test]
+async fn the_priority_sweep_refreshes_only_orders_whose_score_can_change() {
+    let app = TestApp::spawn().await;
+    // Next day, promised tomorrow: leaves today 17:00 Amsterdam, 8 hours from the start.
+    let mut near = order("S/1");
+    near["promised_date"] = json!("2026-11-25");
+    let near = app.create(&near).await;
+    // Promised in ten days: far outside the refresh horizon.
+    let mut far = order("S/2");
+    far["promised_date"] = json!("2026-12-07");
+    let far = app.create(&far).await;
+    app.clock.advance(chrono::Duration::hours(2));
+    let pass = dispatch_server::policy::refresh_priorities(&app.state).await.unwrap();
+    assert_eq!((pass.checked, pass.changed), (1, 1), "only the order near its cut-off is looked at");
+    let after = app.get_json(&format!("/api/v1/orders/{}", near["id"].as_str().unwrap())).await;
+    assert_eq!(
+        after["priority"].as_i64().unwrap(),
+        near["priority"].as_i64().unwrap() + 8,
+        "2 hours nearer = 8 points"
+    );
+    assert_eq!(after["version"], 3);
+    let unchanged = app.get_json(&format!("/api/v1/orders/{}", far["id"].as_str().unwrap())).await;
+    assert_eq!(unchanged["version"], 2);
+    // Nothing moved since: a second sweep records nothing.
+    let again = dispatch_server::policy::refresh_priorities(&app.state).await.unwrap();
+    assert_eq!(again.changed, 0);
+}
