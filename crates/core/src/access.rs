@@ -14,13 +14,23 @@ pub enum Permission {
     WriteOrders,
     /// Cancel an order.
     CancelOrders,
-    /// See configuration such as warehouses and cut-offs.
+    /// See configuration such as warehouses, cut-offs and the dispatch policy.
     ReadConfig,
+    /// Replace the dispatch policy (`PUT /api/v1/policy`).
+    WritePolicy,
+    /// Run a what-if replay of a candidate policy (reads history, changes nothing).
+    ReplayPolicy,
 }
 
 impl Permission {
-    pub const ALL: &'static [Permission] =
-        &[Permission::ReadOrders, Permission::WriteOrders, Permission::CancelOrders, Permission::ReadConfig];
+    pub const ALL: &'static [Permission] = &[
+        Permission::ReadOrders,
+        Permission::WriteOrders,
+        Permission::CancelOrders,
+        Permission::ReadConfig,
+        Permission::WritePolicy,
+        Permission::ReplayPolicy,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -28,6 +38,8 @@ impl Permission {
             Permission::WriteOrders => "write_orders",
             Permission::CancelOrders => "cancel_orders",
             Permission::ReadConfig => "read_config",
+            Permission::WritePolicy => "write_policy",
+            Permission::ReplayPolicy => "replay_policy",
         }
     }
 }
@@ -42,6 +54,10 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         WriteOrders | CancelOrders => {
             matches!(role, Dispatcher | WarehouseLead | Supervisor | OpsManager | Admin | Integration)
         }
+        // Release criteria are changed by operations management only.
+        WritePolicy => matches!(role, OpsManager | Admin),
+        // A replay changes nothing; those who shape or audit policy may run one.
+        ReplayPolicy => matches!(role, OpsManager | Admin | Supervisor | Auditor),
     }
 }
 
@@ -63,5 +79,14 @@ mod tests {
         }
         assert!(allows(&[Role::Auditor, Role::Dispatcher], Permission::WriteOrders));
         assert!(!allows(&[], Permission::ReadOrders));
+    }
+
+    #[test]
+    fn only_ops_managers_and_admins_change_the_policy() {
+        for r in Role::ALL {
+            assert_eq!(role_allows(*r, Permission::WritePolicy), matches!(r, Role::OpsManager | Role::Admin), "{r}");
+        }
+        assert!(role_allows(Role::Auditor, Permission::ReplayPolicy));
+        assert!(!role_allows(Role::Dispatcher, Permission::ReplayPolicy));
     }
 }

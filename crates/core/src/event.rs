@@ -93,6 +93,14 @@ pub fn summary(data: &EventData) -> String {
         EventData::Evaluated(e) if e.hold_reasons.is_empty() => {
             format!("Released: all {} readiness checks passed; priority {}", e.checks.len(), e.priority)
         }
+        EventData::Evaluated(e) if !e.rules.is_empty() => {
+            let fired: Vec<String> = e
+                .rules
+                .iter()
+                .filter_map(|r| r.reason.map(|reason| format!("{reason} ({}: {})", r.rule, r.message)))
+                .collect();
+            format!("Held: {}", fired.join("; "))
+        }
         EventData::Evaluated(e) => {
             let failing: Vec<String> = e
                 .checks

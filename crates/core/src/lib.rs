@@ -23,7 +23,7 @@ pub mod warehouse;
 pub use event::{Event, EventData};
 pub use machine::{BuiltinRules, Command, Ctx, DomainError, Evaluator, apply, decide, replay};
 pub use order::{Address, Customer, Line, Order, OrderFacts, Payment};
-pub use readiness::{CheckResult, Evaluation};
+pub use readiness::{CarrierChoice, CheckResult, Evaluation, RuleHit};
 pub use validate::{FieldError, validate};
 pub use vocab::*;
 pub use warehouse::{Warehouse, WarehouseError, Warehouses};

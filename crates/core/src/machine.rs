@@ -138,7 +138,8 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
         (Some(o), Command::Reevaluate) => match o.state {
             OrderState::Received | OrderState::OnHold | OrderState::Released => {
                 let e = evaluate(&o.facts, ctx)?;
-                if e.outcome == o.state && e.hold_reasons == o.hold_reasons {
+                // A changed priority is recorded too: the dispatch sequence depends on it.
+                if e.outcome == o.state && e.hold_reasons == o.hold_reasons && e.priority == o.priority {
                     Ok(vec![])
                 } else {
                     Ok(vec![EventData::Evaluated(e)])
@@ -487,11 +488,17 @@ mod tests {
     }
 
     #[test]
-    fn reevaluate_records_only_a_changed_outcome() {
+    fn reevaluate_records_only_a_changed_outcome_or_priority() {
         let o = released();
         let w = whs();
         let ctx = Ctx::new(now(), &w);
         assert_eq!(decide(Some(&o), Command::Reevaluate, &ctx), Ok(vec![]));
+        // Hours before the cut-off: same outcome, more urgent, so a new evaluation.
+        let nearer = Ctx::new(now() + chrono::Duration::days(4), &w);
+        let ev = decide(Some(&o), Command::Reevaluate, &nearer).unwrap();
+        assert!(
+            matches!(&ev[0], EventData::Evaluated(e) if e.outcome == OrderState::Released && e.priority > o.priority)
+        );
         // A week later the promised date is gone: cut-off missed.
         let later = Ctx::new(now() + chrono::Duration::days(7), &w);
         let ev = decide(Some(&o), Command::Reevaluate, &later).unwrap();

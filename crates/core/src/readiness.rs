@@ -2,6 +2,8 @@
 //! pass or fail with a reason code and a sentence a dispatcher can act on. All checks always
 //! run, so a held order shows every reason at once, not just the first.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,6 +66,46 @@ pub struct Evaluation {
     pub inputs: EvalInputs,
     /// Which rule set decided: `builtin-v1` or a policy hash.
     pub policy: String,
+    /// The policy rules that fired (held the order, or failed to evaluate) with the values
+    /// they saw. Empty for the built-in rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleHit>,
+    /// The carrier the policy's matrix chose, and why. `None` for the built-in rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<CarrierChoice>,
+}
+
+/// A policy rule that fired or failed, so "why" has an answer that names the rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RuleHit {
+    /// The rule's id in the policy file.
+    pub rule: String,
+    /// `hold`, `release`, `priority` or `carrier`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<HoldReason>,
+    pub message: String,
+    /// The context values the rule read, by path (`order.units_allocated`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub seen: BTreeMap<String, serde_json::Value>,
+    /// Set when the rule could not be evaluated; its `on_error` decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The carrier chosen for an order by the policy's carrier matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CarrierChoice {
+    /// `None` when no lane or no carrier takes the order.
+    pub carrier: Option<String>,
+    /// Id of the lane that took the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// Other allowed carriers and fallbacks, in order, for when the chosen one fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<String>,
+    pub reason: String,
 }
 
 /// Runs every readiness check and scores priority. Pure: same facts, warehouse and `now`
@@ -105,6 +147,8 @@ pub fn evaluate(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evalu
             required_documents,
         },
         policy: BUILTIN_POLICY.to_string(),
+        rules: vec![],
+        carrier: None,
     }
 }
 

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use dispatch_core::{Command, OrderFacts, Warehouses};
+use dispatch_policy::Policy;
 use dispatch_server::AppState;
 use dispatch_server::clock::Clock;
+use dispatch_server::policy::{Active, PolicyState};
 use dispatch_store::{OrderWrite, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Target, WriteMeta, decision};
 use futures::StreamExt;
 
 use crate::config::{self, Config, Database, Overrides};
-use crate::scheduler::{Heartbeat, ReevaluateOpen, ScheduleConfig, ScheduledAction, Scheduler};
+use crate::scheduler::{Heartbeat, ReevaluateOpen, RefreshPriorities, ScheduleConfig, ScheduledAction, Scheduler};
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     match cfg.database()? {
@@ -66,12 +68,16 @@ async fn shutdown_signal() {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
-    warehouses: Warehouses,
+    cfg: &Config,
     clock: Arc<dyn Clock>,
-    schedules: &[ScheduleConfig],
 ) -> Result<()> {
-    let warehouses = Arc::new(warehouses);
-    let scheduler = scheduler(store.clone(), clock.clone(), warehouses.clone(), schedules)?;
+    let warehouses = cfg.warehouses()?;
+    let (policy, origin) = cfg.policy()?;
+    tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
+    let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
+    let state = AppState::with_policy(store, warehouses, clock, policy_state);
+    let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    let scheduler = scheduler(state.clone(), &cfg.schedules)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx));
     // On a signal: stop scheduling first, then drain HTTP, then close the store.
@@ -80,31 +86,69 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
     };
-    let state = AppState::new(store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock);
-    dispatch_server::serve(listener, state, shutdown).await.context("server failed")
+    let result = dispatch_server::serve(listener, state, shutdown).await.context("server failed");
+    reload.abort();
+    result
 }
 
 /// The scheduler with the built-in actions; an unknown action name is a configuration error.
-pub fn scheduler(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    warehouses: Arc<Warehouses>,
-    schedules: &[ScheduleConfig],
-) -> Result<Scheduler> {
-    let mut s = Scheduler::new(store.clone(), clock.clone(), crate::scheduler::node_name());
+pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Scheduler> {
+    let mut s = Scheduler::new(app.store.clone(), app.clock.clone(), crate::scheduler::node_name());
     for cfg in schedules {
         let action: Arc<dyn ScheduledAction> = match cfg.action.as_str() {
-            "heartbeat" => Arc::new(Heartbeat { clock: clock.clone() }),
-            "reevaluate_open" => {
-                Arc::new(ReevaluateOpen { store: store.clone(), clock: clock.clone(), warehouses: warehouses.clone() })
-            }
-            other => {
-                anyhow::bail!("schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open", cfg.name)
-            }
+            "heartbeat" => Arc::new(Heartbeat { clock: app.clock.clone() }),
+            "reevaluate_open" => Arc::new(ReevaluateOpen { app: app.clone() }),
+            "refresh_priorities" => Arc::new(RefreshPriorities { app: app.clone() }),
+            other => anyhow::bail!(
+                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities",
+                cfg.name
+            ),
         };
         s.add(cfg.clone(), action)?;
     }
     Ok(s)
+}
+
+/// Reloads `policy_file` on SIGHUP. An invalid file is refused with every error logged; the
+/// running policy stays.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            reload_policy(&state).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
+pub async fn reload_policy(state: &AppState) {
+    let Some(path) = state.policy.file.clone() else {
+        tracing::warn!("SIGHUP: no policy_file is configured, nothing to reload");
+        return;
+    };
+    let codes: Vec<String> = state.warehouses.iter().map(|w| w.code.clone()).collect();
+    let policy = match config::load_policy(&path, Some(&codes)) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            metrics::counter!("dispatchd_policy_refused_total", "via" => "reload").increment(1);
+            tracing::error!(error = %format!("{e:#}"), "policy reload refused; the running policy stays");
+            return;
+        }
+    };
+    let _guard = state.policy.change.lock().await;
+    if policy.hash == state.policy.policy().hash {
+        tracing::info!(hash = %policy.hash, "policy file unchanged");
+        return;
+    }
+    state.policy.swap(policy.clone(), "file", state.clock.now());
+    metrics::counter!("dispatchd_policy_changes_total", "via" => "reload").increment(1);
+    tracing::info!(hash = %policy.hash, name = %policy.name, "policy reloaded");
+    match dispatch_server::policy::reevaluate_held(state, "system:policy-reload").await {
+        Ok(p) => tracing::info!(checked = p.checked, changed = p.changed, "held orders re-evaluated"),
+        Err(e) => tracing::error!(error = %e, "re-evaluating held orders failed"),
+    }
 }
 
 /// Writes orders through the same path as the API (decide in the write transaction), many at
@@ -112,6 +156,7 @@ pub fn scheduler(
 pub async fn load_orders(
     store: &Arc<dyn Store>,
     warehouses: &Arc<Warehouses>,
+    policy: &Arc<Policy>,
     clock: &Arc<dyn Clock>,
     orders: Vec<OrderFacts>,
     actor: &str,
@@ -120,6 +165,7 @@ pub async fn load_orders(
     let writes = orders.into_iter().map(|facts| {
         let now = clock.now();
         let warehouses = warehouses.clone();
+        let policy = policy.clone();
         let store = store.clone();
         let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
         let meta = WriteMeta { actor: actor.to_string(), request_id: None, at: now };
@@ -133,6 +179,7 @@ pub async fn load_orders(
                         Command::Upsert { facts: Box::new(facts), expected_version: None },
                         now,
                         warehouses,
+                        Arc::new(Active(policy)),
                     ),
                 })
                 .await
@@ -178,7 +225,8 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     let generated = if existing == 0 {
         let facts = crate::demo::orders(args.seed, args.orders, clock.now(), &warehouses);
         let bar = progress(facts.len() as u64, "loading demo orders");
-        load_orders(&store, &warehouses, &clock, facts, "demo", || bar.inc(1)).await?;
+        let (policy, _) = cfg.policy()?;
+        load_orders(&store, &warehouses, &policy, &clock, facts, "demo", || bar.inc(1)).await?;
         bar.finish_and_clear();
         true
     } else {
@@ -218,7 +266,7 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/orders/<id>/timeline");
     println!();
     println!("Stop with Ctrl-C. `dispatchd serve --data-dir {}` serves the same data again.", data_dir.display());
-    serve(listener, store, Arc::try_unwrap(warehouses).unwrap_or_else(|w| (*w).clone()), clock, &cfg.schedules).await
+    serve(listener, store, &cfg, clock).await
 }
 
 /// A progress bar on a terminal; nothing in pipes and CI.

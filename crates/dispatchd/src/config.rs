@@ -34,6 +34,10 @@ pub struct Config {
     #[serde(default)]
     pub log_format: LogFormat,
     pub durability: Durability,
+    /// The dispatch policy file (TOML); the embedded default policy when unset. Reloaded on
+    /// SIGHUP; `PUT /api/v1/policy` writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
     #[serde(default)]
     pub warehouses: Vec<Warehouse>,
     /// Scheduled actions; the defaults when none are configured.
@@ -105,6 +109,17 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The policy in force at start: the configured file, or the embedded default.
+    pub fn policy(&self) -> Result<(std::sync::Arc<dispatch_policy::Policy>, &'static str)> {
+        match &self.policy_file {
+            None => Ok((dispatch_policy::Policy::default_policy(), "embedded")),
+            Some(path) => {
+                let codes: Vec<String> = self.warehouses.iter().map(|w| w.code.clone()).collect();
+                Ok((std::sync::Arc::new(load_policy(path, Some(&codes))?), "file"))
+            }
+        }
+    }
+
     pub fn warehouses(&self) -> Result<Warehouses> {
         Warehouses::new(self.warehouses.clone()).context("warehouse configuration is invalid")
     }
@@ -143,6 +158,13 @@ impl std::fmt::Display for Database {
             }
         }
     }
+}
+
+/// Reads and compiles a policy file; the error lists every problem as `file:line:col: message`.
+pub fn load_policy(path: &Path, warehouses: Option<&[String]>) -> Result<dispatch_policy::Policy> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+    dispatch_policy::Policy::compile(&text, &path.display().to_string(), warehouses)
+        .map_err(|e| anyhow::anyhow!("policy {} is invalid:\n{e}", path.display()))
 }
 
 pub fn example_warehouses() -> Result<Vec<Warehouse>> {

@@ -13,6 +13,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod policy_cli;
 mod scheduler;
 
 use config::{Config, LogFormat, Overrides};
@@ -80,6 +81,47 @@ enum Cmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Check, replay and explain the dispatch policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Check a policy file: exit 0 when valid, 1 with every problem as file:line:col: message.
+    Check {
+        file: PathBuf,
+        /// Also check warehouse codes against this configuration.
+        #[arg(long, env = "DISPATCHD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// What-if: re-evaluate recorded decisions under a candidate policy and report the
+    /// differences. Reads the event log; changes nothing.
+    Replay {
+        candidate: PathBuf,
+        /// Only decisions evaluated at or after this date (YYYY-MM-DD) or RFC 3339 instant.
+        #[arg(long)]
+        since: Option<String>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How many example orders to show.
+        #[arg(long, default_value_t = 10)]
+        examples: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Why an order is held, why this priority, why this carrier.
+    Explain {
+        order_id: String,
+        /// The last evaluation as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +152,15 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| anyhow::anyhow!("--since `{s}` is neither a date (2026-11-24) nor an RFC 3339 instant"))
+}
+
 const DEFAULT_LOG: &str = "info,sqlx=warn,tower_http=warn";
 
 #[tokio::main]
@@ -129,7 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, database = %cfg.database()?, "dispatchd serving");
-            app::serve(listener, store_handle, cfg.warehouses()?, clock, &cfg.schedules).await
+            app::serve(listener, store_handle, &cfg, clock).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");
@@ -144,6 +195,28 @@ async fn run(cli: Cli) -> Result<()> {
             s.close().await;
             println!("{}", token?);
             Ok(())
+        }
+        Cmd::Policy { command } => {
+            init_logging(LogFormat::Human, "warn");
+            match command {
+                PolicyCmd::Check { file, config } => {
+                    let cfg = match &config {
+                        Some(c) => Some(Config::load(Some(c), &Overrides::default())?),
+                        None => None,
+                    };
+                    policy_cli::check(&file, cfg.as_ref())
+                }
+                PolicyCmd::Replay { candidate, since, json, examples, store } => {
+                    let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
+                    let since = since.as_deref().map(parse_since).transpose()?;
+                    policy_cli::replay(policy_cli::ReplayArgs { candidate: &candidate, since, json, examples }, &cfg)
+                        .await
+                }
+                PolicyCmd::Explain { order_id, json, store } => {
+                    let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
+                    policy_cli::explain(&order_id, &cfg, json).await
+                }
+            }
         }
         Cmd::Migrate { store } => {
             init_logging(LogFormat::Human, "info,sqlx=warn");

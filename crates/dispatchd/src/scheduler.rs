@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use chrono::Utc;
+use dispatch_core::OrderState;
 use dispatch_core::schedule::{ALERT_AFTER_FAILURES, Cadence, due, retry_at};
-use dispatch_core::{Command, OrderState, Warehouses};
+use dispatch_server::AppState;
 use dispatch_server::clock::Clock;
-use dispatch_store::{LeaderLease, OrderQuery, OrderWrite, RunEnd, Store, Target, WriteMeta, decision};
-use futures::StreamExt;
+use dispatch_store::{LeaderLease, OrderQuery, RunEnd, Store};
 use serde::{Deserialize, Serialize};
 
 /// A schedule as configured: `cadence` is a cron expression (UTC) or `every 5m`.
@@ -56,55 +56,34 @@ impl ScheduledAction for Heartbeat {
     }
 }
 
-/// Runs the readiness checks again for held and released orders: time passes (cut-offs), and
-/// a blocking fact may have changed. Only a changed outcome is recorded.
+/// Runs the readiness checks again, under the active policy, for held and released orders:
+/// time passes (cut-offs), and a blocking fact may have changed. Only a changed outcome is
+/// recorded.
 pub struct ReevaluateOpen {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub warehouses: Arc<Warehouses>,
+    pub app: Arc<AppState>,
 }
 
 #[async_trait]
 impl ScheduledAction for ReevaluateOpen {
     async fn run(&self) -> Result<String, String> {
-        let mut q =
-            OrderQuery { states: vec![OrderState::OnHold, OrderState::Released], limit: 500, ..Default::default() };
-        let (mut seen, mut changed, mut failed) = (0usize, 0usize, 0usize);
-        loop {
-            let page = self.store.list_orders(&q).await.map_err(|e| e.to_string())?;
-            let now = self.clock.now();
-            let mut writes = Vec::with_capacity(page.items.len());
-            for o in &page.items {
-                writes.push(self.store.execute(OrderWrite {
-                    target: Target::Id(o.id.clone()),
-                    meta: WriteMeta { actor: "scheduler".into(), request_id: None, at: now },
-                    idempotency: None,
-                    decide: decision(Command::Reevaluate, now, self.warehouses.clone()),
-                }));
-            }
-            let mut results = futures::stream::iter(writes).buffer_unordered(64);
-            while let Some(r) = results.next().await {
-                seen += 1;
-                match r {
-                    Ok(out) if out.appended > 0 => changed += 1,
-                    Ok(_) => {}
-                    // An order that moved on meanwhile (booked, cancelled) is not an error.
-                    Err(dispatch_store::StoreError::Domain(_)) => {}
-                    Err(e) => {
-                        failed += 1;
-                        tracing::warn!(error = %e, "re-evaluation failed");
-                    }
-                }
-            }
-            match page.next_after {
-                Some(after) => q.after_id = Some(after),
-                None => break,
-            }
-        }
-        if failed > 0 {
-            return Err(format!("{failed} of {seen} re-evaluations failed"));
-        }
-        Ok(format!("{seen} orders re-evaluated, {changed} changed outcome"))
+        let q = OrderQuery { states: vec![OrderState::OnHold, OrderState::Released], ..Default::default() };
+        let pass =
+            dispatch_server::policy::reevaluate(&self.app, q, "system:scheduler").await.map_err(|e| e.to_string())?;
+        Ok(format!("{} orders re-evaluated, {} changed", pass.checked, pass.changed))
+    }
+}
+
+/// Refreshes time-dependent priorities of released orders (incremental: only orders whose
+/// score can have changed).
+pub struct RefreshPriorities {
+    pub app: Arc<AppState>,
+}
+
+#[async_trait]
+impl ScheduledAction for RefreshPriorities {
+    async fn run(&self) -> Result<String, String> {
+        let pass = dispatch_server::policy::refresh_priorities(&self.app).await.map_err(|e| e.to_string())?;
+        Ok(format!("{} priorities checked, {} changed", pass.checked, pass.changed))
     }
 }
 

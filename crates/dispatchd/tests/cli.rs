@@ -97,3 +97,76 @@ async fn demo_then_serve_the_same_data() {
     assert_eq!(held + released, 300);
     assert!(held > 20 && released > 150, "held {held}, released {released}");
 }
+
+#[test]
+fn policy_check_exits_1_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, dispatch_policy::DEFAULT_POLICY).unwrap();
+    let out = Command::new(BIN).args(["policy", "check"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let bad = dir.path().join("bad.toml");
+    let text = dispatch_policy::DEFAULT_POLICY.replace("reason = \"docs_missing\"", "reason = \"docs_mising\"");
+    std::fs::write(&bad, &text).unwrap();
+    let out = Command::new(BIN).args(["policy", "check"]).arg(&bad).env("CI", "1").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = text[..text.find("docs_mising").unwrap()].matches('\n').count() + 1;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:{line}:", bad.display())), "{stderr}");
+    assert!(stderr.contains("Did you mean `docs_missing`"), "{stderr}");
+}
+
+#[test]
+fn policy_replay_and_explain_read_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A demo's data, loaded and left.
+    let mut p = std::process::Command::new(BIN)
+        .args(["demo", "--orders", "150", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    {
+        use std::io::{BufRead, BufReader};
+        let mut r = BufReader::new(p.stdout.take().unwrap());
+        while !out.contains("token") {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            out.push_str(&line);
+        }
+    }
+    let _ = p.kill();
+    let _ = p.wait();
+    let cand = dir.path().join("cand.toml");
+    std::fs::write(
+        &cand,
+        dispatch_policy::DEFAULT_POLICY
+            .replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "replay"])
+        .arg(&cand)
+        .arg("--json")
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["decisions"], 150);
+    let example = report["examples"][0]["order_id"].as_str().map(str::to_string);
+    if let Some(id) = example {
+        let out = Command::new(BIN).args(["policy", "explain", &id, "--data-dir"]).arg(&data).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("priority") && text.contains("carrier"), "{text}");
+    }
+}

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod policy;
 pub mod problem;
 pub mod routes;
 
@@ -35,16 +36,30 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: auth::TokenCache,
     pub metrics: PrometheusHandle,
+    /// The dispatch policy in force; decisions take it from here.
+    pub policy: policy::PolicyState,
 }
 
 impl AppState {
+    /// A server with the embedded default policy.
     pub fn new(store: Arc<dyn Store>, warehouses: Warehouses, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let state = policy::PolicyState::new(dispatch_policy::Policy::default_policy(), "embedded", None, clock.now());
+        Self::with_policy(store, warehouses, clock, state)
+    }
+
+    pub fn with_policy(
+        store: Arc<dyn Store>,
+        warehouses: Warehouses,
+        clock: Arc<dyn Clock>,
+        policy: policy::PolicyState,
+    ) -> Arc<Self> {
         Arc::new(AppState {
             store,
             warehouses: Arc::new(warehouses),
             clock,
             tokens: auth::TokenCache::default(),
             metrics: metrics::handle(),
+            policy,
         })
     }
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{orders, schedules, system};
+use crate::routes::{orders, policy, schedules, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,16 +12,21 @@ use crate::routes::{orders, schedules, system};
         system::healthz, system::readyz, system::metrics, system::openapi, system::warehouses,
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
         schedules::list, schedules::runs,
+        policy::get_policy, policy::put_policy, policy::replay,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
         dispatch_core::Warehouse, dispatch_core::FieldError, crate::problem::Problem,
         orders::OrderList, orders::Timeline, orders::TimelineEntry, orders::CancelRequest,
         schedules::ScheduleList, schedules::ScheduleView, schedules::RunList, schedules::RunView,
+        orders::OrderView, orders::Explanation, orders::ReasonExplained,
+        policy::PolicyInfo, policy::PolicyChange, policy::PolicySource, policy::ReasonText,
+        dispatch_policy::ReplayReport,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
+         (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;

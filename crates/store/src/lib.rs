@@ -30,13 +30,17 @@ pub use time::{from_micros, to_micros};
 pub type Decide = Box<dyn Fn(Option<&Order>) -> Result<Vec<EventData>, DomainError> + Send + Sync>;
 
 /// The usual decision: `dispatch_core::decide` with this command, the clock reading taken when
-/// the request arrived, and the configured warehouses.
+/// the request arrived, the configured warehouses and the rules (policy) in force.
 pub fn decision(
     cmd: dispatch_core::Command,
     now: DateTime<Utc>,
     warehouses: std::sync::Arc<dispatch_core::Warehouses>,
+    rules: std::sync::Arc<dyn dispatch_core::Evaluator>,
 ) -> Decide {
-    Box::new(move |current| dispatch_core::decide(current, cmd.clone(), &dispatch_core::Ctx::new(now, &warehouses)))
+    Box::new(move |current| {
+        let ctx = dispatch_core::Ctx { now, warehouses: &warehouses, rules: rules.as_ref() };
+        dispatch_core::decide(current, cmd.clone(), &ctx)
+    })
 }
 
 /// Which order a write is about.
@@ -117,9 +121,44 @@ pub struct OrderQuery {
     pub warehouse: Option<String>,
     pub hold_reason: Option<HoldReason>,
     pub customer_id: Option<String>,
-    /// Only orders with an id greater than this (keyset pagination).
+    /// Only orders with an id greater than this (keyset pagination, `sort = Id`).
     pub after_id: Option<String>,
+    /// Only orders after this queue position (keyset pagination, `sort = Priority`).
+    pub after_position: Option<QueuePosition>,
+    /// Only orders whose latest departure is in `[from, to)` (the priority refresh sweep).
+    pub departure_from: Option<DateTime<Utc>>,
+    pub departure_to: Option<DateTime<Utc>>,
+    pub sort: OrderSort,
     pub limit: u32,
+}
+
+/// Order of `list_orders`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrderSort {
+    /// By id, i.e. creation order.
+    #[default]
+    Id,
+    /// The dispatch sequence: priority descending, latest departure ascending, id ascending.
+    Priority,
+}
+
+/// Where an order stands in the dispatch sequence: the keyset cursor of `sort = Priority`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePosition {
+    pub priority: i32,
+    /// Latest departure in microseconds; orders without one sort last.
+    pub latest_departure_us: i64,
+    pub id: String,
+}
+
+impl QueuePosition {
+    pub fn of(o: &Order) -> QueuePosition {
+        QueuePosition {
+            priority: o.priority,
+            latest_departure_us: o.latest_departure.map_or(i64::MAX, to_micros),
+            id: o.id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +275,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_orders(&self, q: &OrderQuery) -> Result<Page<Order>, StoreError>;
     /// The order's whole stream, oldest first.
     async fn events(&self, order_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Events of all orders in the order they were recorded, after position `after_seq`
+    /// (0 for the start); returns each with its position. For replay and exports.
+    async fn scan_events(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
     async fn order_count(&self) -> Result<i64, StoreError>;
     async fn counts(&self) -> Result<OrderCounts, StoreError>;
 

@@ -36,7 +36,12 @@ fn upsert(f: OrderFacts, idem: Option<&str>) -> OrderWrite {
         target: Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() },
         meta: WriteMeta { actor: "test".into(), request_id: None, at: now() },
         idempotency: idem.map(|k| IdempotencyKey { scope: "t".into(), key: k.into(), request_hash: format!("{f:?}") }),
-        decide: dispatch_store::decision(Command::Upsert { facts: Box::new(f), expected_version: None }, now(), whs),
+        decide: dispatch_store::decision(
+            Command::Upsert { facts: Box::new(f), expected_version: None },
+            now(),
+            whs,
+            Arc::new(dispatch_core::BuiltinRules),
+        ),
     }
 }
 

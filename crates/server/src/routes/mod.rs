@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use dispatch_core::access::Permission;
 
 use crate::AppState;
 
 pub mod orders;
+pub mod policy;
 pub mod schedules;
 pub mod system;
 
@@ -49,6 +50,9 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::POST, "/api/v1/orders/{id}/cancel", Requires(CancelOrders), post(orders::cancel)),
         r(Method::GET, "/api/v1/schedules", Requires(ReadConfig), get(schedules::list)),
         r(Method::GET, "/api/v1/schedules/{name}/runs", Requires(ReadConfig), get(schedules::runs)),
+        r(Method::GET, "/api/v1/policy", Requires(ReadConfig), get(policy::get_policy)),
+        r(Method::PUT, "/api/v1/policy", Requires(WritePolicy), put(policy::put_policy)),
+        r(Method::POST, "/api/v1/policy/replay", Requires(ReplayPolicy), post(policy::replay)),
     ]
 }
 

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dispatch_core::{Command, Event, FieldError, HoldReason, Order, OrderFacts, OrderState};
-use dispatch_store::{IdempotencyKey, OrderQuery, OrderWrite, Target, WriteMeta, WriteOutcome, decision};
+use dispatch_store::{
+    IdempotencyKey, OrderQuery, OrderSort, OrderWrite, QueuePosition, Target, WriteMeta, WriteOutcome, decision,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::extract::JsonBody;
+use crate::policy::Active;
 use crate::problem::Problem;
 
 #[derive(Serialize, ToSchema)]
@@ -24,6 +27,71 @@ pub struct OrderList {
     pub items: Vec<Order>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// An order with the explanation of its last decision.
+#[derive(Serialize, ToSchema)]
+pub struct OrderView {
+    #[serde(flatten)]
+    pub order: Order,
+    /// Why it is held, why this priority, why this carrier: from the last `order.evaluated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// A hold reason with the human text of the policy's catalogue.
+#[derive(Serialize, ToSchema)]
+pub struct ReasonExplained {
+    pub code: HoldReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Explanation {
+    /// `builtin-v1` or the hash of the policy that decided.
+    pub policy: String,
+    /// The decision was made under the policy in force now.
+    pub current_policy: bool,
+    pub evaluated_at: chrono::DateTime<chrono::Utc>,
+    pub event_version: u64,
+    pub outcome: OrderState,
+    pub hold_reasons: Vec<ReasonExplained>,
+    /// Rules that fired (or failed) with the values they saw.
+    pub rules: Vec<dispatch_core::RuleHit>,
+    pub priority: i32,
+    pub priority_terms: Vec<dispatch_core::priority::PriorityTerm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<dispatch_core::CarrierChoice>,
+}
+
+/// The explanation of the last evaluation in an order's stream.
+pub fn explain(app: &AppState, events: &[Event]) -> Option<Explanation> {
+    let policy = app.policy.policy();
+    events.iter().rev().find_map(|ev| match &ev.data {
+        dispatch_core::EventData::Evaluated(e) => Some(Explanation {
+            policy: e.policy.clone(),
+            current_policy: e.policy == policy.hash,
+            evaluated_at: e.inputs.now,
+            event_version: ev.version,
+            outcome: e.outcome,
+            hold_reasons: e
+                .hold_reasons
+                .iter()
+                .map(|r| {
+                    let t = policy.exception_text(*r);
+                    ReasonExplained { code: *r, title: t.map(|x| x.0.clone()), text: t.map(|x| x.1.clone()) }
+                })
+                .collect(),
+            rules: e.rules.clone(),
+            priority: e.priority,
+            priority_terms: e.priority_terms.clone(),
+            carrier: e.carrier.clone(),
+        }),
+        _ => None,
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,6 +124,9 @@ pub struct ListParams {
     /// Only held orders with this hold reason.
     reason: Option<String>,
     customer: Option<String>,
+    /// `priority`: the dispatch sequence (priority descending, latest departure, id); `id`
+    /// (default): creation order.
+    sort: Option<String>,
     /// Page size, 1–500 (default 50).
     limit: Option<u32>,
     cursor: Option<String>,
@@ -144,12 +215,18 @@ pub async fn upsert(
     }
     let now = app.clock.now();
     let warehouses = app.warehouses.clone();
+    let policy = app.policy.policy();
     let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
     let write = OrderWrite {
         target,
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
-        decide: decision(Command::Upsert { facts: Box::new(facts), expected_version: expected }, now, warehouses),
+        decide: decision(
+            Command::Upsert { facts: Box::new(facts), expected_version: expected },
+            now,
+            warehouses,
+            Arc::new(Active(policy)),
+        ),
     };
     let outcome = app.store.execute(write).await?;
     crate::metrics::record_write(&outcome);
@@ -160,12 +237,14 @@ pub async fn upsert(
 /// One order with its current state, hold reasons, checks and priority.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "Order id (`ord_…`)")),
-    responses((status = 200, body = Order), (status = 404, body = crate::problem::Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = OrderView), (status = 404, body = crate::problem::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get_one(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Problem> {
     let order = app.store.order(&id).await?.ok_or_else(|| Problem::not_found(&format!("order `{id}`")))?;
     let version = order.version;
-    let mut resp = axum::Json(order).into_response();
+    let events = app.store.events(&id).await?;
+    let explanation = explain(&app, &events);
+    let mut resp = axum::Json(OrderView { order, explanation }).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -182,7 +261,12 @@ pub async fn list(
 ) -> Result<axum::Json<OrderList>, Problem> {
     let q = parse_list_query(&params)?;
     let page = app.store.list_orders(&q).await?;
-    Ok(axum::Json(OrderList { items: page.items, next_cursor: page.next_after.map(|id| URL_SAFE_NO_PAD.encode(id)) }))
+    let next_cursor = match (q.sort, page.next_after) {
+        (_, None) => None,
+        (OrderSort::Id, Some(id)) => Some(URL_SAFE_NO_PAD.encode(id)),
+        (OrderSort::Priority, Some(_)) => page.items.last().map(encode_position),
+    };
+    Ok(axum::Json(OrderList { items: page.items, next_cursor }))
 }
 
 fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> {
@@ -190,6 +274,7 @@ fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> 
         Problem::bad_request("bad-query", msg.clone()).with_errors(vec![FieldError::new(field, msg)])
     };
     let mut q = OrderQuery { limit: 50, ..Default::default() };
+    let mut cursor: Option<String> = None;
     for (k, v) in params {
         match k.as_str() {
             "state" => {
@@ -216,26 +301,62 @@ fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> 
                     .filter(|n| (1..=500).contains(n))
                     .ok_or_else(|| bad("limit", format!("limit must be a number from 1 to 500, not `{v}`")))?
             }
-            "cursor" => {
-                let decoded = URL_SAFE_NO_PAD
-                    .decode(v.as_bytes())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|s| s.starts_with("ord_"))
-                    .ok_or_else(|| {
-                        bad("cursor", "cursor is not one this server issued; start again without it".into())
-                    })?;
-                q.after_id = Some(decoded);
+            "cursor" => cursor = Some(v.clone()),
+            "sort" => {
+                q.sort = match v.as_str() {
+                    "id" | "created" => OrderSort::Id,
+                    "priority" => OrderSort::Priority,
+                    _ => {
+                        return Err(bad(
+                            "sort",
+                            format!("sort must be `priority` (the dispatch sequence) or `id`, not `{v}`"),
+                        ));
+                    }
+                }
             }
             other => {
                 return Err(bad(
                     other,
-                    format!("unknown query parameter `{other}`; use state, warehouse, reason, customer, limit, cursor"),
+                    format!(
+                        "unknown query parameter `{other}`; use state, warehouse, reason, customer, sort, limit, cursor"
+                    ),
                 ));
             }
         }
     }
+    if let Some(v) = cursor {
+        let invalid =
+            || bad("cursor", "cursor is not one this server issued for this sort; start again without it".into());
+        let decoded =
+            URL_SAFE_NO_PAD.decode(v.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
+        match q.sort {
+            OrderSort::Id => {
+                q.after_id = Some(Some(decoded).filter(|s| s.starts_with("ord_")).ok_or_else(invalid)?);
+            }
+            OrderSort::Priority => {
+                // `p:<priority>:<latest departure µs>:<id>`
+                let mut it = decoded.splitn(4, ':');
+                let pos = match (it.next(), it.next(), it.next(), it.next()) {
+                    (Some("p"), Some(p), Some(ld), Some(id)) if id.starts_with("ord_") => {
+                        match (p.parse::<i32>(), ld.parse::<i64>()) {
+                            (Ok(priority), Ok(latest_departure_us)) => {
+                                Some(QueuePosition { priority, latest_departure_us, id: id.to_string() })
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                q.after_position = Some(pos.ok_or_else(invalid)?);
+            }
+        }
+    }
     Ok(q)
+}
+
+fn encode_position(o: &Order) -> String {
+    let p = QueuePosition::of(o);
+    URL_SAFE_NO_PAD.encode(format!("p:{}:{}:{}", p.priority, p.latest_departure_us, p.id))
 }
 
 /// Every event of the order, oldest first, each with a one-line summary: who, what, when, why.
@@ -280,12 +401,18 @@ pub async fn cancel(
     let idem = idempotency(&headers, &principal, &format!("cancel_order:{id}"), &req.reason)?;
     let now = app.clock.now();
     let warehouses = app.warehouses.clone();
+    let policy = app.policy.policy();
     let reason = req.reason;
     let write = OrderWrite {
         target: Target::Id(id),
         meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
         idempotency: idem,
-        decide: decision(Command::Cancel { reason, expected_version: expected }, now, warehouses),
+        decide: decision(
+            Command::Cancel { reason, expected_version: expected },
+            now,
+            warehouses,
+            Arc::new(Active(policy)),
+        ),
     };
     let outcome = app.store.execute(write).await?;
     crate::metrics::record_write(&outcome);

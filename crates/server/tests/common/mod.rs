@@ -19,6 +19,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub tokens: HashMap<Role, String>,
+    pub state: Arc<AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -60,7 +61,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(dispatch_server::serve(listener, state, async {
+        let server = tokio::spawn(dispatch_server::serve(listener, state.clone(), async {
             let _ = rx.await;
         }));
         TestApp {
@@ -69,6 +70,7 @@ impl TestApp {
             store,
             clock,
             tokens,
+            state,
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::time::{from_micros, to_micros};
 use crate::write::{Msg, Pending, order_from_doc};
 use crate::{
-    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderWrite, Page, RunEnd, ScheduleRow, ScheduleRun, Store,
-    StoreError, TokenRecord, WriteOutcome,
+    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd, ScheduleRow,
+    ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
 mod writer;
@@ -161,11 +161,36 @@ impl Store for SqliteStore {
                 .push_bind(r.code())
                 .push(")");
         }
-        if let Some(after) = &q.after_id {
-            b.push(" AND id > ").push_bind(after.clone());
+        if let Some(from) = q.departure_from {
+            b.push(" AND latest_departure >= ").push_bind(to_micros(from));
+        }
+        if let Some(to) = q.departure_to {
+            b.push(" AND latest_departure < ").push_bind(to_micros(to));
         }
         let limit = q.limit.clamp(1, 1000);
-        b.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
+        match q.sort {
+            OrderSort::Id => {
+                if let Some(after) = &q.after_id {
+                    b.push(" AND id > ").push_bind(after.clone());
+                }
+                b.push(" ORDER BY id");
+            }
+            OrderSort::Priority => {
+                // Keyset over (priority DESC, latest_departure ASC, id ASC), the columns of the
+                // orders_priority index; a missing latest departure sorts last.
+                let ld = format!("COALESCE(latest_departure, {})", i64::MAX);
+                if let Some(p) = &q.after_position {
+                    b.push(" AND (priority < ").push_bind(p.priority);
+                    b.push(" OR (priority = ").push_bind(p.priority);
+                    b.push(format!(" AND ({ld} > ")).push_bind(p.latest_departure_us);
+                    b.push(format!(" OR ({ld} = ")).push_bind(p.latest_departure_us);
+                    b.push(" AND id > ").push_bind(p.id.clone());
+                    b.push("))))");
+                }
+                b.push(format!(" ORDER BY priority DESC, {ld}, id"));
+            }
+        }
+        b.push(" LIMIT ").push_bind(i64::from(limit) + 1);
         let rows = b.build().fetch_all(&self.pool).await?;
         let more = rows.len() > limit as usize;
         let mut items = Vec::with_capacity(rows.len().min(limit as usize));
@@ -194,6 +219,32 @@ impl Store for SqliteStore {
                     request_id: r.try_get("request_id")?,
                     data: serde_json::from_str::<EventData>(&data)?,
                 })
+            })
+            .collect()
+    }
+
+    async fn scan_events(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, order_id, version, at, actor, request_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit.clamp(1, 100_000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get("data")?;
+                Ok((
+                    r.try_get::<i64, _>("seq")?,
+                    Event {
+                        order_id: r.try_get("order_id")?,
+                        version: r.try_get::<i64, _>("version")? as u64,
+                        at: from_micros(r.try_get("at")?),
+                        actor: r.try_get("actor")?,
+                        request_id: r.try_get("request_id")?,
+                        data: serde_json::from_str::<EventData>(&data)?,
+                    },
+                ))
             })
             .collect()
     }

@@ -1,0 +1,144 @@
+//! `dispatchd policy check|replay|explain`: the policy from the command line.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use dispatch_core::EventData;
+use dispatch_policy::Policy;
+
+use crate::app;
+use crate::config::{self, Config};
+
+/// Checks a policy file; prints `file:line:col: message` for every problem.
+pub fn check(file: &Path, cfg: Option<&Config>) -> Result<()> {
+    let codes: Option<Vec<String>> = cfg.map(|c| c.warehouses.iter().map(|w| w.code.clone()).collect());
+    let p = config::load_policy(file, codes.as_deref())?;
+    println!(
+        "{}: ok — policy `{}` ({}), {} rules, {} priority terms, {} carrier lanes",
+        file.display(),
+        p.name,
+        p.hash,
+        p.rules.len(),
+        p.terms.len(),
+        p.carriers.lanes.len()
+    );
+    Ok(())
+}
+
+pub struct ReplayArgs<'a> {
+    pub candidate: &'a Path,
+    pub since: Option<DateTime<Utc>>,
+    pub json: bool,
+    pub examples: usize,
+}
+
+/// What-if replay against the recorded decisions of a data directory. Reads only.
+pub async fn replay(args: ReplayArgs<'_>, cfg: &Config) -> Result<()> {
+    let codes: Vec<String> = cfg.warehouses.iter().map(|w| w.code.clone()).collect();
+    let candidate = config::load_policy(args.candidate, Some(&codes))?;
+    let warehouses = Arc::new(cfg.warehouses()?);
+    let store = app::open_store(cfg).await?;
+    let spinner = app::progress(0, "reading recorded decisions");
+    let started = std::time::Instant::now();
+    let decisions =
+        dispatch_server::policy::recorded_decisions(store.as_ref(), args.since, &|n| spinner.inc(n as u64)).await;
+    store.close().await;
+    spinner.finish_and_clear();
+    let decisions = decisions.context("reading the event log")?;
+    let read = started.elapsed();
+    let bar = app::progress(decisions.len() as u64, "replaying");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    let tick = |n: u64| bar.inc(n);
+    let report = dispatch_policy::replay(&candidate, &decisions, &warehouses, threads, args.examples, &tick);
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+        eprintln!(
+            "\nread {} decisions in {:.2?}, replayed in {:.2?} on {threads} thread(s); nothing was changed",
+            decisions.len(),
+            read,
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+/// Why an order is where it is: the last decision with its rules, values, priority, carrier.
+pub async fn explain(order_id: &str, cfg: &Config, json: bool) -> Result<()> {
+    let store = app::open_store(cfg).await?;
+    let order = store.order(order_id).await;
+    let events = store.events(order_id).await;
+    store.close().await;
+    let Some(order) = order? else { bail!("order `{order_id}` does not exist in {}", cfg.database()?) };
+    let events = events?;
+    let Some((version, e)) = events.iter().rev().find_map(|ev| match &ev.data {
+        EventData::Evaluated(e) => Some((ev.version, e)),
+        _ => None,
+    }) else {
+        bail!("order `{order_id}` was never evaluated");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(e)?);
+        return Ok(());
+    }
+    let (policy, _) = cfg.policy()?;
+    let current = if e.policy == policy.hash { "the policy in force" } else { "an earlier policy" };
+    println!("{} {} ({}) is {}", order.id, order.facts.external_id, order.facts.warehouse, order.state);
+    println!("decided at {} (event {version}) by {} — {current}", e.inputs.now.to_rfc3339(), e.policy);
+    if e.hold_reasons.is_empty() {
+        println!("\nreleased: every rule passed");
+    } else {
+        println!("\nheld because:");
+        for r in &e.hold_reasons {
+            let text = exception(&policy, *r);
+            println!("  {r}{text}");
+        }
+    }
+    if !e.rules.is_empty() {
+        println!("\nrules that fired:");
+        for r in &e.rules {
+            println!("  {} ({}): {}", r.rule, r.kind, r.message);
+            for (path, v) in &r.seen {
+                println!("      {path} = {v}");
+            }
+            if let Some(err) = &r.error {
+                println!("      error: {err}");
+            }
+        }
+    }
+    println!("\nchecks:");
+    for c in &e.checks {
+        println!("  {:<10} {}  {}", c.check.code(), if c.passed { "pass" } else { "FAIL" }, c.detail);
+    }
+    println!("\npriority {}:", e.priority);
+    for t in &e.priority_terms {
+        println!("  {:<16} {:>4}  {}", t.term, t.points, t.why);
+    }
+    match &e.carrier {
+        Some(c) => println!(
+            "\ncarrier {}: {}{}",
+            c.carrier.as_deref().unwrap_or("none"),
+            c.reason,
+            if c.alternatives.is_empty() { String::new() } else { format!(" (then {})", c.alternatives.join(", ")) }
+        ),
+        None => println!("\ncarrier: not chosen by the built-in rules"),
+    }
+    println!(
+        "\ninputs: ship by {}, cut-off {} {}, latest departure {}, customs {:?}",
+        e.inputs.ship_by,
+        e.inputs.cutoff,
+        e.inputs.timezone,
+        e.inputs.latest_departure.to_rfc3339(),
+        e.inputs.customs
+    );
+    Ok(())
+}
+
+fn exception(policy: &Policy, r: dispatch_core::HoldReason) -> String {
+    policy.exception_text(r).map(|(title, text)| format!(" — {title}: {text}")).unwrap_or_default()
+}

@@ -1,0 +1,198 @@
+//! The policy file as written: TOML, one file, every key known (a typo is an error, not a
+//! silently ignored setting). Values that can be wrong carry their byte span, so an error can
+//! point at the line and column to fix. See `docs/policy.md` for the reference.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub policy: Header,
+    /// Requirements: when the condition is false the order is held.
+    #[serde(default)]
+    pub release: Vec<RuleDef>,
+    /// Hold conditions: when the condition is true the order is held.
+    #[serde(default)]
+    pub hold: Vec<RuleDef>,
+    /// Sentences for a readiness check that passed, by check name.
+    #[serde(default)]
+    pub checks: BTreeMap<Spanned<String>, CheckDef>,
+    #[serde(default)]
+    pub cutoffs: CutoffsDef,
+    pub priority: PriorityDef,
+    #[serde(default)]
+    pub carriers: CarriersDef,
+    /// The reason-code catalogue: human text per reason code.
+    #[serde(default)]
+    pub exceptions: BTreeMap<Spanned<String>, ExceptionDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Hold the order with `policy_error` (the default: never release on a doubt).
+    #[default]
+    Hold,
+    /// Treat the rule as not fired.
+    Ignore,
+    /// Treat the rule as fired, with its own reason.
+    Fire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub id: Spanned<String>,
+    /// `hold` rules: the condition under which the order is held.
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
+    /// `release` rules: the condition that must hold for the order to leave.
+    #[serde(default)]
+    pub require: Option<Spanned<String>>,
+    pub reason: Spanned<String>,
+    /// Sentence shown when the rule holds the order; `{cel}` placeholders, `{x:.2}` for decimals.
+    pub message: Spanned<String>,
+    /// The readiness check the rule belongs to (`stock`, `credit`, ...), if any.
+    #[serde(default)]
+    pub check: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDef {
+    /// Sentence when every rule of the check passed.
+    pub passed: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CutoffsDef {
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<CutoffOverride>,
+    /// Warehouse code → dates (`YYYY-MM-DD`) on which nothing leaves.
+    #[serde(default)]
+    pub holidays: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CutoffOverride {
+    pub warehouse: Spanned<String>,
+    pub service_level: Spanned<String>,
+    /// Local time `HH:MM`.
+    pub time: Spanned<String>,
+    /// IANA zone the time is in; the warehouse's zone when omitted.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityDef {
+    #[serde(default = "default_max")]
+    pub max: i32,
+    /// Orders whose latest departure is within this many hours have time-dependent scores and
+    /// are refreshed by the periodic sweep.
+    #[serde(default = "default_horizon")]
+    pub refresh_horizon_hours: u32,
+    #[serde(default)]
+    pub terms: Vec<TermDef>,
+}
+
+fn default_max() -> i32 {
+    1000
+}
+
+fn default_horizon() -> u32 {
+    72
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermDef {
+    pub id: Spanned<String>,
+    pub expr: Spanned<String>,
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Points are clamped to `[min, max]` after weighting.
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Why the term scored what it did: a message template.
+    #[serde(default)]
+    pub why: Option<Spanned<String>>,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CarriersDef {
+    /// Every carrier the matrix may name.
+    #[serde(default)]
+    pub known: Vec<Spanned<String>>,
+    /// Hold with `carrier_unavailable` when no lane allows any carrier.
+    #[serde(default)]
+    pub hold_when_none: bool,
+    /// Honour the order's `carrier_preference` when the lane allows it.
+    #[serde(default = "yes")]
+    pub honour_preference: bool,
+    #[serde(default)]
+    pub lanes: Vec<LaneDef>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneDef {
+    pub id: Spanned<String>,
+    /// Destination countries (ISO codes), or `domestic`, `eu`, `export`, `*`.
+    #[serde(default)]
+    pub destinations: Vec<Spanned<String>>,
+    /// Origin warehouses; all when empty.
+    #[serde(default)]
+    pub warehouses: Vec<Spanned<String>>,
+    /// Transport modes; all when empty.
+    #[serde(default)]
+    pub modes: Vec<String>,
+    #[serde(default)]
+    pub max_weight_kg: Option<f64>,
+    /// Whether the lane takes dangerous goods.
+    #[serde(default = "yes")]
+    pub hazmat: bool,
+    /// Allowed carriers in order of preference.
+    pub carriers: Vec<Spanned<String>>,
+    /// Tried in order when every allowed carrier is unavailable.
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionDef {
+    pub title: String,
+    pub text: String,
+}

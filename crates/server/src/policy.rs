@@ -1,0 +1,181 @@
+//! The active dispatch policy of a running server: swapped atomically on `PUT /api/v1/policy`
+//! or a reload, used by every decision through [`Active`], with evaluation errors logged and
+//! counted. Also the work a policy change or the passing of time causes: re-evaluating held
+//! orders, refreshing time-dependent priorities, and reading history for a what-if replay.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use dispatch_core::{Command, Ctx, Evaluation, Evaluator, OrderFacts, OrderState, Warehouse, decide};
+use dispatch_policy::{Collector, Policy, PolicyErrors, RecordedDecision};
+use dispatch_store::{OrderQuery, OrderWrite, Store, StoreError, Target, WriteMeta};
+use futures::StreamExt;
+
+use crate::AppState;
+
+/// The policy in force and where it came from.
+pub struct Loaded {
+    pub policy: Arc<Policy>,
+    pub loaded_at: DateTime<Utc>,
+    /// `embedded`, `file` or `api`.
+    pub origin: &'static str,
+}
+
+/// Holds the active policy; readers take a cheap `Arc` clone, writers swap it whole.
+pub struct PolicyState {
+    current: RwLock<Arc<Loaded>>,
+    /// The configured `policy_file`: reloads read it, a `PUT` writes it (so both agree).
+    pub file: Option<PathBuf>,
+    /// Serializes changes (PUT, reload) so two cannot interleave their re-evaluations.
+    pub change: tokio::sync::Mutex<()>,
+}
+
+impl PolicyState {
+    pub fn new(policy: Arc<Policy>, origin: &'static str, file: Option<PathBuf>, now: DateTime<Utc>) -> Self {
+        PolicyState {
+            current: RwLock::new(Arc::new(Loaded { policy, loaded_at: now, origin })),
+            file,
+            change: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.current().policy.clone()
+    }
+
+    pub fn swap(&self, policy: Arc<Policy>, origin: &'static str, now: DateTime<Utc>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Loaded { policy, loaded_at: now, origin });
+    }
+}
+
+/// The active policy as the state machine's evaluator: rules that fail at run time are
+/// logged and counted here (the policy crate itself does no I/O).
+pub struct Active(pub Arc<Policy>);
+
+impl Evaluator for Active {
+    fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> Evaluation {
+        let e = self.0.evaluate(facts, warehouse, now);
+        for r in e.rules.iter().filter(|r| r.error.is_some()) {
+            tracing::warn!(
+                policy = %self.0.hash, rule = %r.rule, order = %facts.external_id,
+                error = r.error.as_deref().unwrap_or(""), "policy rule failed; its on_error decided"
+            );
+            metrics::counter!("dispatchd_policy_errors_total", "rule" => r.rule.clone()).increment(1);
+        }
+        e
+    }
+}
+
+/// Compiles a candidate against the configured warehouses.
+pub fn compile(app: &AppState, source: &str, file: &str) -> Result<Policy, PolicyErrors> {
+    let codes: Vec<String> = app.warehouses.iter().map(|w| w.code.clone()).collect();
+    Policy::compile(source, file, Some(&codes))
+}
+
+/// Counts of a re-evaluation pass.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Pass {
+    pub checked: u64,
+    pub changed: u64,
+}
+
+/// Runs `Command::Reevaluate` under the active policy for every order the query selects
+/// (all pages); orders whose decision is unchanged record nothing.
+pub async fn reevaluate(app: &AppState, mut q: OrderQuery, actor: &str) -> Result<Pass, StoreError> {
+    let mut pass = Pass::default();
+    q.limit = 500;
+    loop {
+        let page = app.store.list_orders(&q).await?;
+        let now = app.clock.now();
+        let policy = app.policy.policy();
+        let writes: Vec<OrderWrite> = page
+            .items
+            .iter()
+            .map(|o| {
+                let warehouses = app.warehouses.clone();
+                let policy = policy.clone();
+                OrderWrite {
+                    target: Target::Id(o.id.clone()),
+                    meta: WriteMeta { actor: actor.to_string(), request_id: None, at: now },
+                    idempotency: None,
+                    decide: Box::new(move |cur| {
+                        let rules = Active(policy.clone());
+                        let ctx = Ctx { now, warehouses: &warehouses, rules: &rules };
+                        match decide(cur, Command::Reevaluate, &ctx) {
+                            // The order moved on meanwhile (booked, cancelled): nothing to do.
+                            Err(dispatch_core::DomainError::IllegalTransition { .. }) => Ok(vec![]),
+                            other => other,
+                        }
+                    }),
+                }
+            })
+            .collect();
+        let store = app.store.clone();
+        let writes = futures::stream::iter(writes).map(move |w| {
+            let store = store.clone();
+            async move { store.execute(w).await }
+        });
+        let mut results = writes.buffer_unordered(64);
+        while let Some(r) = results.next().await {
+            let outcome = r?;
+            pass.checked += 1;
+            if outcome.appended > 0 {
+                pass.changed += 1;
+            }
+        }
+        match page.next_after {
+            Some(after) => q.after_id = Some(after),
+            None => return Ok(pass),
+        }
+    }
+}
+
+/// After a policy change: every order that is not yet released (held or just received).
+pub async fn reevaluate_held(app: &AppState, actor: &str) -> Result<Pass, StoreError> {
+    let q = OrderQuery { states: vec![OrderState::OnHold, OrderState::Received], ..Default::default() };
+    reevaluate(app, q, actor).await
+}
+
+/// The periodic priority refresh, incremental: only released orders whose latest departure
+/// is still ahead and within the policy's horizon can have a score that changed with time.
+pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
+    let policy = app.policy.policy();
+    if !policy.time_dependent_priority() {
+        return Ok(Pass::default());
+    }
+    let now = app.clock.now();
+    let q = OrderQuery {
+        states: vec![OrderState::Released],
+        departure_from: Some(now),
+        departure_to: Some(now + Duration::hours(i64::from(policy.refresh_horizon_hours))),
+        ..Default::default()
+    };
+    let pass = reevaluate(app, q, "system:priority-refresh").await?;
+    metrics::counter!("dispatchd_priority_refreshed_total").increment(pass.changed);
+    Ok(pass)
+}
+
+/// Reads every recorded decision (evaluated at or after `since`) from the event log.
+pub async fn recorded_decisions(
+    store: &dyn Store,
+    since: Option<DateTime<Utc>>,
+    on_page: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<RecordedDecision>, StoreError> {
+    let mut c = Collector::new(since);
+    let mut after = 0;
+    loop {
+        let page = store.scan_events(after, 20_000).await?;
+        let Some((last, _)) = page.last() else { return Ok(c.finish()) };
+        after = *last;
+        let n = page.len();
+        for (_, ev) in page {
+            c.push(ev);
+        }
+        on_page(n);
+    }
+}
