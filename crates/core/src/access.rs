@@ -16,11 +16,18 @@ pub enum Permission {
     CancelOrders,
     /// See configuration such as warehouses and cut-offs.
     ReadConfig,
+    /// Send failed integration jobs (dead letters) for another attempt: a manual touch.
+    ReprocessDeadLetters,
 }
 
 impl Permission {
-    pub const ALL: &'static [Permission] =
-        &[Permission::ReadOrders, Permission::WriteOrders, Permission::CancelOrders, Permission::ReadConfig];
+    pub const ALL: &'static [Permission] = &[
+        Permission::ReadOrders,
+        Permission::WriteOrders,
+        Permission::CancelOrders,
+        Permission::ReadConfig,
+        Permission::ReprocessDeadLetters,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -28,6 +35,7 @@ impl Permission {
             Permission::WriteOrders => "write_orders",
             Permission::CancelOrders => "cancel_orders",
             Permission::ReadConfig => "read_config",
+            Permission::ReprocessDeadLetters => "reprocess_dead_letters",
         }
     }
 }
@@ -42,6 +50,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         WriteOrders | CancelOrders => {
             matches!(role, Dispatcher | WarehouseLead | Supervisor | OpsManager | Admin | Integration)
         }
+        ReprocessDeadLetters => matches!(role, Supervisor | OpsManager | Admin),
     }
 }
 
@@ -62,6 +71,10 @@ mod tests {
             assert!(!role_allows(r, Permission::CancelOrders), "{r}");
         }
         assert!(allows(&[Role::Auditor, Role::Dispatcher], Permission::WriteOrders));
+        for r in Role::ALL {
+            let may = role_allows(*r, Permission::ReprocessDeadLetters);
+            assert_eq!(may, matches!(r, Role::Supervisor | Role::OpsManager | Role::Admin), "{r}");
+        }
         assert!(!allows(&[], Permission::ReadOrders));
     }
 }

@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
 use dispatch_core::{Warehouse, Warehouses};
+use dispatch_integrations::Carriers;
+use dispatch_integrations::registry::{CarrierConfig, Credentials};
 use dispatch_store::sqlite::Durability;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -36,6 +40,50 @@ pub struct Config {
     pub durability: Durability,
     #[serde(default)]
     pub warehouses: Vec<Warehouse>,
+    /// `[carriers.<name>]`: carrier adapters; credentials come from the environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub carriers: BTreeMap<String, CarrierConfig>,
+    #[serde(default)]
+    pub booking: BookingConfig,
+}
+
+/// `[booking]`: how released orders are booked with carriers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingConfig {
+    /// Run the booking workers (with `serve` and `demo`).
+    pub enabled: bool,
+    /// Carrier for orders without a (configured) carrier preference; the first configured
+    /// carrier when unset.
+    pub default_carrier: Option<String>,
+    /// Carrier calls in flight at once.
+    pub concurrency: usize,
+    /// Jobs claimed per round trip to the database.
+    pub batch: u32,
+    /// How long a claimed job is ours before another worker may take it over.
+    pub lease_secs: u64,
+    /// Attempts before a job becomes a dead letter.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// How often an idle worker looks for new jobs.
+    pub poll_ms: u64,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            enabled: true,
+            default_carrier: None,
+            concurrency: 128,
+            batch: 128,
+            lease_secs: 60,
+            max_attempts: 8,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 60_000,
+            poll_ms: 100,
+        }
+    }
 }
 
 /// Values given on the command line; `None` leaves the layer below in force.
@@ -62,7 +110,9 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        let env = || Env::prefixed("DISPATCHD_").ignore(&["config"]);
+        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
+        // registry, not configuration keys.
+        let env = || Env::prefixed("DISPATCHD_").ignore(&["config"]).filter(|k| !k.as_str().starts_with("carrier_"));
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
             data_dir: "./dispatchd-data",
@@ -104,6 +154,15 @@ impl Config {
 
     pub fn warehouses(&self) -> Result<Warehouses> {
         Warehouses::new(self.warehouses.clone()).context("warehouse configuration is invalid")
+    }
+
+    /// The configured carriers, with credentials from the process environment.
+    pub fn carriers(&self) -> Result<Carriers> {
+        let env = |k: &str| std::env::var(k).ok();
+        Carriers::build(&self.carriers, self.booking.default_carrier.as_deref(), &|name: &str| {
+            Credentials::from_env(name, &env)
+        })
+        .context("carrier configuration is invalid")
     }
 
     pub fn database_path(&self) -> Result<PathBuf> {

@@ -13,6 +13,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod workers;
 
 use config::{Config, LogFormat, Overrides};
 
@@ -79,6 +80,31 @@ enum Cmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Jobs that failed for good (carrier bookings): list them, send one back for a new attempt.
+    #[command(name = "dead-letters")]
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCmd {
+    /// List dead letters, newest first, one JSON object per line.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Queue a dead letter again (same idempotency key, fresh attempt budget); a running
+    /// `dispatchd serve` picks it up.
+    Retry {
+        /// The dead letter's id (from `list`).
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,7 +154,8 @@ async fn run(cli: Cli) -> Result<()> {
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, data = %cfg.data_dir.display(), "dispatchd serving");
-            app::serve(listener, store_handle, cfg.warehouses()?, clock).await
+            let carriers = std::sync::Arc::new(cfg.carriers()?);
+            app::serve(listener, store_handle, cfg.warehouses()?, clock, carriers, cfg.booking.clone()).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");
@@ -143,6 +170,31 @@ async fn run(cli: Cli) -> Result<()> {
             s.close().await;
             println!("{}", token?);
             Ok(())
+        }
+        Cmd::DeadLetters { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store_args = match &command {
+                DeadLetterCmd::List { store, .. } | DeadLetterCmd::Retry { store, .. } => store,
+            };
+            let cfg = Config::load(store_args.config.as_deref(), &overrides(store_args, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result: Result<()> = match command {
+                DeadLetterCmd::List { limit, .. } => s.dead_letters(limit).await.map_err(Into::into).map(|items| {
+                    for d in items {
+                        println!("{}", serde_json::to_string(&d).unwrap_or_default());
+                    }
+                }),
+                DeadLetterCmd::Retry { id, .. } => match s.retry_dead_letter(id, clock.now()).await {
+                    Ok(Some(d)) => {
+                        println!("dead letter {} ({}) queued again", d.id, d.dedupe_key);
+                        Ok(())
+                    }
+                    Ok(None) => Err(anyhow::anyhow!("no dead letter with id {id}; see `dispatchd dead-letters list`")),
+                    Err(e) => Err(e.into()),
+                },
+            };
+            s.close().await;
+            result
         }
         Cmd::Migrate { store } => {
             init_logging(LogFormat::Human, "info,sqlx=warn");

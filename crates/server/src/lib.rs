@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use dispatch_core::Warehouses;
+use dispatch_integrations::Carriers;
 use dispatch_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,16 +36,28 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: auth::TokenCache,
     pub metrics: PrometheusHandle,
+    /// Configured carriers: webhook secrets, status mappings (and the adapters the workers use).
+    pub carriers: Arc<Carriers>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, warehouses: Warehouses, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Self::with_carriers(store, warehouses, clock, Arc::new(Carriers::empty()))
+    }
+
+    pub fn with_carriers(
+        store: Arc<dyn Store>,
+        warehouses: Warehouses,
+        clock: Arc<dyn Clock>,
+        carriers: Arc<Carriers>,
+    ) -> Arc<Self> {
         Arc::new(AppState {
             store,
             warehouses: Arc::new(warehouses),
             clock,
             tokens: auth::TokenCache::default(),
             metrics: metrics::handle(),
+            carriers,
         })
     }
 }
@@ -53,7 +66,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for (spec, handler) in routes::table() {
         let handler = match spec.access {
-            Access::Public => handler,
+            // Signed routes check the sender's signature in the handler (it needs the body).
+            Access::Public | Access::Signed => handler,
             Access::Requires(p) => handler
                 .route_layer(from_fn_with_state(p, auth::require_permission))
                 .route_layer(from_fn_with_state(state.clone(), auth::require_token)),

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{orders, system};
+use crate::routes::{dead_letters, orders, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,15 +11,19 @@ use crate::routes::{orders, system};
     paths(
         system::healthz, system::readyz, system::metrics, system::openapi, system::warehouses,
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
+        dead_letters::list, dead_letters::retry, webhooks::carrier,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
         dispatch_core::Warehouse, dispatch_core::FieldError, crate::problem::Problem,
         orders::OrderList, orders::Timeline, orders::TimelineEntry, orders::CancelRequest,
+        dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
+        webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
+         (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;

@@ -10,13 +10,17 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod dead_letters;
 pub mod orders;
 pub mod system;
+pub mod webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No token: probes, metrics and the API document.
     Public,
+    /// No token, but the sender's signature over the body (carrier webhooks): 401 without.
+    Signed,
     /// A valid bearer token whose roles grant this permission.
     Requires(Permission),
 }
@@ -46,6 +50,9 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/orders/{id}", Requires(ReadOrders), get(orders::get_one)),
         r(Method::GET, "/api/v1/orders/{id}/timeline", Requires(ReadOrders), get(orders::timeline)),
         r(Method::POST, "/api/v1/orders/{id}/cancel", Requires(CancelOrders), post(orders::cancel)),
+        r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
+        r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
+        r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
     ]
 }
 

@@ -13,7 +13,10 @@ use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::time::{from_micros, to_micros};
-use crate::{Job, JobStatus, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord, WriteOutcome};
+use crate::{
+    DeadLetter, InboundKey, Job, JobStatus, OrderCounts, OrderQuery, OrderWrite, Page, Store, StoreError, TokenRecord,
+    WriteOutcome,
+};
 
 mod writer;
 
@@ -106,12 +109,27 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
     })
 }
 
+fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter, StoreError> {
+    let payload: String = r.try_get("payload")?;
+    Ok(DeadLetter {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        order_id: r.try_get("order_id")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        payload: serde_json::from_str(&payload)?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        failed_at: from_micros(r.try_get("updated_at")?),
+        created_at: from_micros(r.try_get("created_at")?),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writes
-            .send(writer::Msg::Write(Box::new(writer::Pending { write, reply })))
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: None, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -330,6 +348,51 @@ impl Store for SqliteStore {
         Ok(sqlx::query_as("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writes
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: Some(key), reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
+        // The same expression as the index `orders_tracking_number`, so the index is used.
+        Ok(sqlx::query_as(
+            "SELECT id, json_extract(doc, '$.shipment.carrier') FROM orders \
+             WHERE json_extract(doc, '$.shipment.tracking_number') = ?1 \
+             AND json_extract(doc, '$.shipment.tracking_number') IS NOT NULL LIMIT 1",
+        )
+        .bind(tracking_number)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at FROM jobs \
+             WHERE status = 'dead' ORDER BY updated_at DESC, id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dead_letter_from_row).collect()
+    }
+
+    async fn retry_dead_letter(&self, id: i64, now: DateTime<Utc>) -> Result<Option<DeadLetter>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_at = ?2, lease_until = NULL, locked_by = NULL, \
+             updated_at = ?2 WHERE id = ?1 AND status = 'dead' \
+             RETURNING id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at",
+        )
+        .bind(id)
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(dead_letter_from_row).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -10,10 +10,12 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::time::to_micros;
-use crate::{OrderWrite, StoreError, Target, WriteOutcome};
+use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
 
 pub(crate) struct Pending {
     pub write: OrderWrite,
+    /// An inbound event: skipped when already recorded, recorded with the events otherwise.
+    pub inbound: Option<InboundKey>,
     pub reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
@@ -29,6 +31,7 @@ struct BatchView {
     orders: HashMap<String, Order>,
     keys: HashMap<(String, String), String>,
     idempotency: HashMap<(String, String), (String, String)>,
+    inbound: std::collections::HashSet<(String, String)>,
 }
 
 pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
@@ -62,7 +65,10 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut view = BatchView::default();
         for p in batch {
-            let r = write_one(&mut tx, p.write, &mut view).await;
+            let r = match p.inbound {
+                Some(key) => write_inbound(&mut tx, key, p.write, &mut view).await,
+                None => write_one(&mut tx, p.write, &mut view).await,
+            };
             // A database error leaves the transaction in an unknown state: abort the batch.
             if let Err(StoreError::Db(e)) = r {
                 let _ = p.reply.send(Err(StoreError::Corrupt(format!("write failed: {e}"))));
@@ -115,6 +121,41 @@ async fn load(conn: &mut SqliteConnection, target: &Target, view: &BatchView) ->
 
 fn new_order_id() -> String {
     format!("ord_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn write_inbound(
+    conn: &mut SqliteConnection,
+    key: InboundKey,
+    w: OrderWrite,
+    view: &mut BatchView,
+) -> Result<WriteOutcome, StoreError> {
+    let id = (key.source.clone(), key.event_id.clone());
+    let seen = view.inbound.contains(&id)
+        || sqlx::query_scalar::<_, i64>("SELECT 1 FROM inbound_events WHERE source = ?1 AND event_id = ?2")
+            .bind(&key.source)
+            .bind(&key.event_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+    if seen {
+        let order = load(conn, &w.target, view).await?.ok_or(DomainError::NotFound)?;
+        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
+    }
+    let at = to_micros(w.meta.at);
+    // A refused decision returns before anything is written, the key included.
+    let outcome = write_one(conn, w, view).await?;
+    sqlx::query(
+        "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(&key.source)
+    .bind(&key.event_id)
+    .bind(&outcome.order.id)
+    .bind(&key.kind)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    view.inbound.insert(id);
+    Ok(outcome)
 }
 
 async fn write_one(
