@@ -143,8 +143,20 @@ pub fn earliest(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> DateTime<Utc> {
 /// A carrier's status-code mapping: carrier code → tracking status. Codes are compared
 /// case-insensitively; anything absent maps to `unknown`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "BTreeMap<String, TrackingStatus>", into = "BTreeMap<String, TrackingStatus>")]
 pub struct StatusMap(BTreeMap<String, TrackingStatus>);
+
+impl From<BTreeMap<String, TrackingStatus>> for StatusMap {
+    fn from(m: BTreeMap<String, TrackingStatus>) -> Self {
+        StatusMap::new(m)
+    }
+}
+
+impl From<StatusMap> for BTreeMap<String, TrackingStatus> {
+    fn from(m: StatusMap) -> Self {
+        m.0
+    }
+}
 
 impl StatusMap {
     pub fn new(entries: impl IntoIterator<Item = (String, TrackingStatus)>) -> Self {
@@ -227,7 +239,8 @@ mod tests {
         assert_eq!(m.normalize("IN_TRANSIT"), TrackingStatus::InTransit);
         assert_eq!(m.normalize("return_to_sender"), TrackingStatus::Returned);
         assert_eq!(m.normalize("teleported"), TrackingStatus::Unknown);
-        m.extend(&StatusMap::new([("TELEPORTED".to_string(), TrackingStatus::InTransit)]));
+        let from_config: StatusMap = serde_json::from_str(r#"{"TELEPORTED": "in_transit"}"#).unwrap();
+        m.extend(&from_config);
         assert_eq!(m.normalize("teleported"), TrackingStatus::InTransit);
     }
 }

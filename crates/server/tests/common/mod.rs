@@ -44,6 +44,10 @@ pub fn warehouses() -> Warehouses {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with_carriers(dispatch_integrations::Carriers::empty()).await
+    }
+
+    pub async fn spawn_with_carriers(carriers: dispatch_integrations::Carriers) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(SqliteOptions::new(dir.path().join("t.db"))).await.unwrap());
@@ -56,7 +60,7 @@ impl TestApp {
                     .unwrap();
             tokens.insert(*role, t);
         }
-        let state = AppState::new(store.clone(), warehouses(), clock.clone());
+        let state = AppState::with_carriers(store.clone(), warehouses(), clock.clone(), Arc::new(carriers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
