@@ -621,6 +621,12 @@ async fn move_shipment(mock: Arc<Mock>, url: String, shipment: Value) {
         tracker["status_detail"] = json!(detail);
         tracker["updated_at"] = json!(at);
         tracker["tracking_details"] = json!(details);
+        if let Some(id) = shipment["id"].as_str() {
+            let mut ledger = mock.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = ledger.shipments.get_mut(id) {
+                s["tracker"] = tracker.clone();
+            }
+        }
         let mut batch = vec![event_body(&mock, &shipment, &tracker, &previous)];
         if dup && let Some(first) = batch.first() {
             batch.push(first.clone());
@@ -647,12 +653,6 @@ async fn move_shipment(mock: Arc<Mock>, url: String, shipment: Value) {
     }
     for body in held.take().into_iter().flatten() {
         send(&mock, &url, body).await;
-    }
-    let mut ledger = mock.ledger.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(id) = shipment["id"].as_str()
-        && let Some(s) = ledger.shipments.get_mut(id)
-    {
-        s["tracker"] = tracker;
     }
 }
 
