@@ -112,7 +112,11 @@ impl Config {
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
         // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
         // registry, not configuration keys.
-        let env = || Env::prefixed("DISPATCHD_").ignore(&["config"]).filter(|k| !k.as_str().starts_with("carrier_"));
+        let env = || {
+            Env::prefixed("DISPATCHD_")
+                .ignore(&["config"])
+                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
+        };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
             data_dir: "./dispatchd-data",

@@ -182,7 +182,8 @@ async fn shipments_move_and_send_signed_webhooks() {
     let mut statuses = BTreeMap::new();
     for (sig, body) in &got {
         let hdr = |_: &str| Some(sig.clone());
-        dispatch_integrations::webhook::verify(&scheme, &[Secret::new("whsec")], hdr, body, chrono::Utc::now()).unwrap();
+        dispatch_integrations::webhook::verify(&scheme, &[Secret::new("whsec")], hdr, body, chrono::Utc::now())
+            .unwrap();
         let e = dispatch_integrations::webhook::parse(&dispatch_integrations::webhook::WebhookFormat::Easypost, body)
             .unwrap()
             .unwrap();
