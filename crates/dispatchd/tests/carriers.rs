@@ -80,8 +80,7 @@ async fn create_orders(url: &str, token: &str, prefix: &str, n: usize) -> Vec<St
     for t in tasks {
         t.await.unwrap();
     }
-    let ids = ids.lock().unwrap().clone();
-    ids
+    ids.lock().unwrap().clone()
 }
 
 async fn order_state(url: &str, token: &str, id: &str) -> Value {

@@ -32,11 +32,11 @@ async fn start(args: &[&str]) -> MockProc {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let m = MockProc { child, url: format!("http://127.0.0.1:{port}") };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if reqwest::get(format!("{url}/healthz")).await.is_ok_and(|r| r.status() == 200) {
-            return MockProc { child, url };
+        if reqwest::get(format!("{}/healthz", m.url)).await.is_ok_and(|r| r.status() == 200) {
+            return m;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -141,7 +141,8 @@ async fn errors_are_classified_for_the_retry_policy() {
 #[tokio::test]
 async fn shipments_move_and_send_signed_webhooks() {
     // A tiny receiver that records what the mock sends.
-    let received: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+    type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+    let received: Received = Default::default();
     let rx = received.clone();
     let app = axum::Router::new().route(
         "/hook",
