@@ -220,6 +220,71 @@ mod tests {
     }
 
     #[test]
+    fn carriers_and_booking_load_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            r#"
+[booking]
+default_carrier = "dhl"
+max_attempts = 3
+
+[carriers.dhl]
+kind = "easypost"
+base_url = "http://127.0.0.1:9100"
+service = "Ground"
+fallback = ["acme"]
+[carriers.dhl.breaker]
+failure_threshold = 2
+open_for = 5000
+[carriers.dhl.status_map]
+"ARRIVED_AT_HUB" = "in_transit"
+
+[carriers.acme]
+kind = "http-json"
+base_url = "http://127.0.0.1:9200"
+[carriers.acme.http_json]
+book = { path = "/shipments" }
+track = { method = "GET", path = "/shipments/{tracking_number}/events" }
+[carriers.acme.http_json.request]
+"/reference" = "order_id"
+"/product" = "=EXPRESS"
+[carriers.acme.http_json.response]
+tracking_number = "/data/awb"
+[carriers.acme.http_json.tracking]
+events = "/events"
+event_id = "/id"
+status = "/code"
+event_time = "/at"
+[carriers.acme.webhook]
+signature = { header = "X-Signature", prefix = "v1=", timestamp_header = "X-Timestamp" }
+format = "json"
+event_id = "/id"
+tracking_number = "/awb"
+status = "/code"
+event_time = "/at"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.booking.max_attempts, 3);
+        assert_eq!(c.booking.concurrency, BookingConfig::default().concurrency);
+        let creds = |name: &str| Credentials {
+            api_key: Some(dispatch_integrations::Secret::new(format!("key-{name}"))),
+            webhook_secrets: vec![],
+        };
+        let carriers = Carriers::build(&c.carriers, c.booking.default_carrier.as_deref(), &creds).unwrap();
+        assert_eq!(carriers.len(), 2);
+        let dhl = carriers.get("dhl").unwrap();
+        assert_eq!(dhl.status_map.normalize("arrived_at_hub"), dispatch_core::TrackingStatus::InTransit);
+        assert_eq!(dhl.breaker.failure_threshold, 2);
+        let acme = carriers.get("acme").unwrap();
+        assert_eq!(acme.signature.timestamp_header.as_deref(), Some("X-Timestamp"));
+        assert!(matches!(acme.format, dispatch_integrations::webhook::WebhookFormat::Json { .. }));
+    }
+
+    #[test]
     fn unknown_keys_and_missing_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -65,8 +65,15 @@ pub struct BookingWorker {
 
 enum Outcome {
     Booked,
-    Retry { at: DateTime<Utc>, error: String },
-    Dead { error: String },
+    /// Booked, and the job marked done in the same transaction.
+    BookedAndFinished,
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
     Skip(&'static str),
 }
 
@@ -169,6 +176,7 @@ impl BookingWorker {
         };
         let result = match outcome {
             Outcome::Booked => self.store.finish_job(job.id, &self.id, JobStatus::Done, None).await,
+            Outcome::BookedAndFinished => Ok(true),
             Outcome::Skip(why) => {
                 tracing::info!(job = job.id, order = ?job.order_id, "booking skipped: {why}");
                 self.store.finish_job(job.id, &self.id, JobStatus::Done, Some(why)).await
@@ -265,7 +273,7 @@ impl BookingWorker {
         match result {
             Ok(booking) => {
                 self.breaker(name, |b| b.on_success());
-                self.record(name, &order, booking).await
+                self.record(name, &order, booking, job.id).await
             }
             Err(e) => {
                 if e.is_carrier_fault() {
@@ -295,17 +303,26 @@ impl BookingWorker {
         }
     }
 
-    async fn record(&self, carrier: &str, order: &Order, booking: Booking) -> Result<Outcome, StoreError> {
+    async fn record(&self, carrier: &str, order: &Order, booking: Booking, job: i64) -> Result<Outcome, StoreError> {
         let cmd = Command::RecordBooking {
             carrier: carrier.to_string(),
             tracking_number: booking.tracking_number.clone(),
             service: booking.service.clone(),
         };
-        match self.write(&order.id, cmd).await {
+        let now = self.clock.now();
+        let warehouses = self.warehouses.clone();
+        let write = OrderWrite {
+            target: Target::Id(order.id.clone()),
+            meta: WriteMeta { actor: "system:booking".into(), request_id: None, at: now },
+            idempotency: None,
+            decide: Box::new(move |cur| decide(cur, cmd, &Ctx::new(now, &warehouses))),
+        };
+        // The booking and the job's completion commit together.
+        match self.store.execute_finishing(write, job, &self.id).await {
             Ok(_) => {
                 metrics::counter!("dispatchd_carrier_bookings_total", "carrier" => carrier.to_string(), "outcome" => "booked")
                     .increment(1);
-                Ok(Outcome::Booked)
+                Ok(Outcome::BookedAndFinished)
             }
             Err(StoreError::Domain(DomainError::IllegalTransition { from, .. })) => {
                 let current = self.store.order(&order.id).await?;

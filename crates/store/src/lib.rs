@@ -230,6 +230,10 @@ pub trait Store: Send + Sync + 'static {
     /// recorded the write is skipped and the current order returned with `replayed = true`.
     /// The key is stored in the same transaction as the events.
     async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError>;
+    /// Like [`Store::execute`], and in the same transaction marks the job `done` (when `worker`
+    /// still holds its lease): the effect of a job and its completion commit together.
+    async fn execute_finishing(&self, write: OrderWrite, job_id: i64, worker: &str)
+    -> Result<WriteOutcome, StoreError>;
     /// The order (id, carrier) whose shipment has this tracking number.
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError>;
     /// Dead letters, newest first.

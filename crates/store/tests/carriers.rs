@@ -136,3 +136,24 @@ async fn dead_letters_are_listed_and_put_back_with_a_fresh_budget() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
 }
+
+#[tokio::test]
+async fn a_write_can_finish_its_job_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path().join("s.db"))).await.unwrap();
+    let f = facts("T/3");
+    let nk = Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() };
+    let o = store.execute(write(nk, Command::Upsert { facts: Box::new(f), expected_version: None })).await.unwrap();
+    let jobs = store.claim_jobs("w", &["book_shipment"], 10, now(), Duration::seconds(30)).await.unwrap();
+    let booking = Command::RecordBooking { carrier: "mock".into(), tracking_number: "TRK-3".into(), service: None };
+    // A refused write leaves the job running.
+    let refused = write(Target::Id("ord_missing".into()), booking.clone());
+    assert!(store.execute_finishing(refused, jobs[0].id, "w").await.is_err());
+    let counts = store.job_counts().await.unwrap();
+    assert!(counts.contains(&("book_shipment".to_string(), "running".to_string(), 1)), "{counts:?}");
+    let out = store.execute_finishing(write(Target::Id(o.order.id.clone()), booking), jobs[0].id, "w").await.unwrap();
+    assert_eq!(out.order.state, OrderState::Booked);
+    let counts = store.job_counts().await.unwrap();
+    assert!(counts.contains(&("book_shipment".to_string(), "done".to_string(), 1)), "{counts:?}");
+    assert!(!store.finish_job(jobs[0].id, "w", JobStatus::Done, None).await.unwrap(), "already done");
+}

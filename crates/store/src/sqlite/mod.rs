@@ -129,7 +129,7 @@ impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writes
-            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: None, reply })))
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: None, finish: None, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -353,7 +353,22 @@ impl Store for SqliteStore {
     async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writes
-            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: Some(key), reply })))
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: Some(key), finish: None, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn execute_finishing(
+        &self,
+        write: OrderWrite,
+        job_id: i64,
+        worker: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let finish = Some((job_id, worker.to_string()));
+        self.writes
+            .send(writer::Msg::Write(Box::new(writer::Pending { write, inbound: None, finish, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

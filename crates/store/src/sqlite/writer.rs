@@ -16,6 +16,8 @@ pub(crate) struct Pending {
     pub write: OrderWrite,
     /// An inbound event: skipped when already recorded, recorded with the events otherwise.
     pub inbound: Option<InboundKey>,
+    /// A job (id, worker) to mark done with the write.
+    pub finish: Option<(i64, String)>,
     pub reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
@@ -65,10 +67,15 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut view = BatchView::default();
         for p in batch {
-            let r = match p.inbound {
+            let mut r = match p.inbound {
                 Some(key) => write_inbound(&mut tx, key, p.write, &mut view).await,
                 None => write_one(&mut tx, p.write, &mut view).await,
             };
+            if let (Ok(_), Some((job, worker))) = (&r, &p.finish)
+                && let Err(e) = finish_job(&mut tx, *job, worker).await
+            {
+                r = Err(e);
+            }
             // A database error leaves the transaction in an unknown state: abort the batch.
             if let Err(StoreError::Db(e)) = r {
                 let _ = p.reply.send(Err(StoreError::Corrupt(format!("write failed: {e}"))));
@@ -121,6 +128,19 @@ async fn load(conn: &mut SqliteConnection, target: &Target, view: &BatchView) ->
 
 fn new_order_id() -> String {
     format!("ord_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn finish_job(conn: &mut SqliteConnection, id: i64, worker: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = ?3 \
+         WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(to_micros(chrono::Utc::now()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn write_inbound(
