@@ -158,7 +158,7 @@ async fn tracking_numbers(client: &reqwest::Client, url: &str, token: &str) -> R
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut q = format!("{url}/api/v1/orders?state=booked&limit=500");
+        let mut q = format!("{url}/api/v1/orders?state=booked,dispatched,delivered&limit=500");
         if let Some(c) = &cursor {
             q.push_str(&format!("&cursor={c}"));
         }

@@ -46,6 +46,9 @@ impl SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// tracking number → (order id, carrier). A booking's tracking number never changes, so
+    /// entries never go stale.
+    tracking: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
     writes: mpsc::Sender<writer::Msg>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -75,7 +78,12 @@ impl SqliteStore {
             .await?;
         let (tx, rx) = mpsc::channel(8192);
         let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1)));
-        Ok(SqliteStore { pool, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)) })
+        Ok(SqliteStore {
+            pool,
+            tracking: Default::default(),
+            writes: tx,
+            writer: tokio::sync::Mutex::new(Some(handle)),
+        })
     }
 
     /// Opens a database file for a short CLI task (token creation, migration).
@@ -375,15 +383,26 @@ impl Store for SqliteStore {
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
+        if let Some(hit) = self.tracking.lock().unwrap_or_else(|p| p.into_inner()).get(tracking_number) {
+            return Ok(Some(hit.clone()));
+        }
         // The same expression as the index `orders_tracking_number`, so the index is used.
-        Ok(sqlx::query_as(
+        let found: Option<(String, String)> = sqlx::query_as(
             "SELECT id, json_extract(doc, '$.shipment.carrier') FROM orders \
              WHERE json_extract(doc, '$.shipment.tracking_number') = ?1 \
              AND json_extract(doc, '$.shipment.tracking_number') IS NOT NULL LIMIT 1",
         )
         .bind(tracking_number)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        if let Some(hit) = &found {
+            let mut cache = self.tracking.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= 100_000 {
+                cache.clear();
+            }
+            cache.insert(tracking_number.to_string(), hit.clone());
+        }
+        Ok(found)
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {

@@ -33,11 +33,34 @@ struct BatchView {
     orders: HashMap<String, Order>,
     keys: HashMap<(String, String), String>,
     idempotency: HashMap<(String, String), (String, String)>,
-    inbound: std::collections::HashSet<(String, String)>,
+}
+
+/// Orders as last committed by this writer. The writer is the only one that writes orders, so
+/// what it committed is what the database holds: a hit saves a read and a JSON parse. Filled
+/// only after a commit, so a failed batch leaves nothing behind.
+#[derive(Default)]
+struct Committed {
+    orders: HashMap<String, Order>,
+    keys: HashMap<(String, String), String>,
+}
+
+/// Most orders kept; past it the cache starts afresh (cheap, and hot orders come back at once).
+const CACHE_ORDERS: usize = 20_000;
+
+impl Committed {
+    fn absorb(&mut self, view: BatchView) {
+        if self.orders.len() + view.orders.len() > CACHE_ORDERS {
+            self.orders.clear();
+            self.keys.clear();
+        }
+        self.orders.extend(view.orders);
+        self.keys.extend(view.keys);
+    }
 }
 
 pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut committed = Committed::default();
     loop {
         let mut shutdown = false;
         match rx.recv().await {
@@ -52,7 +75,7 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, std::mem::take(&mut batch)).await;
+            commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed).await;
         }
         if shutdown {
             let _ = conn.close().await;
@@ -61,15 +84,17 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
     }
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
+async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committed: &mut Committed) {
     let mut replies = Vec::with_capacity(batch.len());
+    let mut view = BatchView::default();
+    let seen: &Committed = committed;
     let result: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let mut view = BatchView::default();
+        let view = &mut view;
         for p in batch {
             let mut r = match p.inbound {
-                Some(key) => write_inbound(&mut tx, key, p.write, &mut view).await,
-                None => write_one(&mut tx, p.write, &mut view).await,
+                Some(key) => write_inbound(&mut tx, key, p.write, view, seen).await,
+                None => write_one(&mut tx, p.write, view, seen).await,
             };
             if let (Ok(_), Some((job, worker))) = (&r, &p.finish)
                 && let Err(e) = finish_job(&mut tx, *job, worker).await
@@ -88,6 +113,7 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
     .await;
     match result {
         Ok(()) => {
+            committed.absorb(view);
             for (reply, r) in replies {
                 let _ = reply.send(r);
             }
@@ -101,13 +127,21 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
     }
 }
 
-async fn load(conn: &mut SqliteConnection, target: &Target, view: &BatchView) -> Result<Option<Order>, StoreError> {
+async fn load(
+    conn: &mut SqliteConnection,
+    target: &Target,
+    view: &BatchView,
+    committed: &Committed,
+) -> Result<Option<Order>, StoreError> {
     let id = match target {
         Target::Id(id) => Some(id.clone()),
-        Target::NaturalKey { source, external_id } => view.keys.get(&(source.clone(), external_id.clone())).cloned(),
+        Target::NaturalKey { source, external_id } => {
+            let k = (source.clone(), external_id.clone());
+            view.keys.get(&k).or_else(|| committed.keys.get(&k)).cloned()
+        }
     };
     if let Some(id) = &id
-        && let Some(o) = view.orders.get(id)
+        && let Some(o) = view.orders.get(id).or_else(|| committed.orders.get(id))
     {
         return Ok(Some(o.clone()));
     }
@@ -148,40 +182,49 @@ async fn write_inbound(
     key: InboundKey,
     w: OrderWrite,
     view: &mut BatchView,
+    committed: &Committed,
 ) -> Result<WriteOutcome, StoreError> {
-    let id = (key.source.clone(), key.event_id.clone());
-    let seen = view.inbound.contains(&id)
-        || sqlx::query_scalar::<_, i64>("SELECT 1 FROM inbound_events WHERE source = ?1 AND event_id = ?2")
-            .bind(&key.source)
-            .bind(&key.event_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some();
-    if seen {
-        let order = load(conn, &w.target, view).await?.ok_or(DomainError::NotFound)?;
-        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
-    }
-    let at = to_micros(w.meta.at);
-    // A refused decision returns before anything is written, the key included.
-    let outcome = write_one(conn, w, view).await?;
-    sqlx::query(
-        "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    // Claim the event id first: no row inserted means it was seen (in this batch or before).
+    let order_id = match &w.target {
+        Target::Id(id) => Some(id.clone()),
+        Target::NaturalKey { .. } => None,
+    };
+    let claimed = sqlx::query(
+        "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (source, event_id) DO NOTHING",
     )
     .bind(&key.source)
     .bind(&key.event_id)
-    .bind(&outcome.order.id)
+    .bind(&order_id)
     .bind(&key.kind)
-    .bind(at)
+    .bind(to_micros(w.meta.at))
     .execute(&mut *conn)
-    .await?;
-    view.inbound.insert(id);
-    Ok(outcome)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let order = load(conn, &w.target, view, committed).await?.ok_or(DomainError::NotFound)?;
+        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
+    }
+    match write_one(conn, w, view, committed).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            // A refused decision wrote nothing but the claim: take it back.
+            sqlx::query("DELETE FROM inbound_events WHERE source = ?1 AND event_id = ?2")
+                .bind(&key.source)
+                .bind(&key.event_id)
+                .execute(&mut *conn)
+                .await?;
+            Err(e)
+        }
+    }
 }
 
 async fn write_one(
     conn: &mut SqliteConnection,
     w: OrderWrite,
     view: &mut BatchView,
+    committed: &Committed,
 ) -> Result<WriteOutcome, StoreError> {
     if let Some(k) = &w.idempotency {
         let id = (k.scope.clone(), k.key.clone());
@@ -205,7 +248,7 @@ async fn write_one(
         }
     }
 
-    let current = load(conn, &w.target, view).await?;
+    let current = load(conn, &w.target, view, committed).await?;
     let events = (w.decide)(current.as_ref())?;
     let at = w.meta.at.trunc_subsecs(6);
     let created = current.is_none();
