@@ -20,6 +20,8 @@ pub enum Permission {
     WritePolicy,
     /// Run a what-if replay of a candidate policy (reads history, changes nothing).
     ReplayPolicy,
+    /// Send failed integration jobs (dead letters) for another attempt: a manual touch.
+    ReprocessDeadLetters,
 }
 
 impl Permission {
@@ -30,6 +32,7 @@ impl Permission {
         Permission::ReadConfig,
         Permission::WritePolicy,
         Permission::ReplayPolicy,
+        Permission::ReprocessDeadLetters,
     ];
 
     pub fn code(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Permission {
             Permission::ReadConfig => "read_config",
             Permission::WritePolicy => "write_policy",
             Permission::ReplayPolicy => "replay_policy",
+            Permission::ReprocessDeadLetters => "reprocess_dead_letters",
         }
     }
 }
@@ -58,6 +62,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         WritePolicy => matches!(role, OpsManager | Admin),
         // A replay changes nothing; those who shape or audit policy may run one.
         ReplayPolicy => matches!(role, OpsManager | Admin | Supervisor | Auditor),
+        ReprocessDeadLetters => matches!(role, Supervisor | OpsManager | Admin),
     }
 }
 
@@ -78,6 +83,10 @@ mod tests {
             assert!(!role_allows(r, Permission::CancelOrders), "{r}");
         }
         assert!(allows(&[Role::Auditor, Role::Dispatcher], Permission::WriteOrders));
+        for r in Role::ALL {
+            let may = role_allows(*r, Permission::ReprocessDeadLetters);
+            assert_eq!(may, matches!(r, Role::Supervisor | Role::OpsManager | Role::Admin), "{r}");
+        }
         assert!(!allows(&[], Permission::ReadOrders));
     }
 

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::order::OrderFacts;
 use crate::readiness::Evaluation;
+use crate::tracking::TrackingUpdate;
 
 /// What happened, with the inputs it was decided on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -45,6 +46,10 @@ pub enum EventData {
     Delivered { delivered_at: DateTime<Utc> },
     #[serde(rename = "order.exception")]
     ExceptionRaised { reason: String },
+    /// A carrier tracking event. Every distinct one is recorded; `applied` says whether it
+    /// became the shipment's status (a late or unknown one does not).
+    #[serde(rename = "tracking.updated")]
+    TrackingUpdated { update: TrackingUpdate, applied: bool },
 }
 
 impl EventData {
@@ -59,6 +64,7 @@ impl EventData {
             EventData::Dispatched { .. } => "shipment.dispatched",
             EventData::Delivered { .. } => "order.delivered",
             EventData::ExceptionRaised { .. } => "order.exception",
+            EventData::TrackingUpdated { .. } => "tracking.updated",
         }
     }
 }
@@ -120,5 +126,21 @@ pub fn summary(data: &EventData) -> String {
         EventData::Dispatched { departed_at } => format!("Departed the warehouse at {}", departed_at.to_rfc3339()),
         EventData::Delivered { delivered_at } => format!("Delivered at {}", delivered_at.to_rfc3339()),
         EventData::ExceptionRaised { reason } => format!("Exception: {reason}"),
+        EventData::TrackingUpdated { update, applied } => {
+            let effect = if *applied {
+                "now the shipment's status"
+            } else if update.status == crate::vocab::TrackingStatus::Unknown {
+                "unknown code, kept for review; status unchanged"
+            } else {
+                "older than the current status; recorded, status unchanged"
+            };
+            format!(
+                "Tracking from {}: {} (carrier code `{}`) at {}; {effect}",
+                update.carrier,
+                update.status,
+                update.carrier_status,
+                update.event_time.to_rfc3339()
+            )
+        }
     }
 }

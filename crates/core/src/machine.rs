@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::event::{Event, EventData};
 use crate::order::{Order, OrderFacts, Shipment};
 use crate::readiness;
+use crate::tracking::{self, TrackingUpdate};
 use crate::validate::{FieldError, validate};
 use crate::vocab::OrderState;
 use crate::warehouse::{Warehouse, Warehouses};
@@ -75,6 +76,10 @@ pub enum Command {
     },
     RaiseException {
         reason: String,
+    },
+    /// A verified, normalized tracking update from the shipment's carrier.
+    RecordTracking {
+        update: TrackingUpdate,
     },
 }
 
@@ -149,6 +154,11 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
         },
         (Some(o), Command::RecordBooking { carrier, tracking_number, service }) => match o.state {
             OrderState::Released => Ok(vec![EventData::Booked { carrier, tracking_number, service }]),
+            // A booking that went to the dead letters put the order in `exception`; a manual
+            // reprocess that succeeds books it after all.
+            OrderState::Exception if o.shipment.is_none() => {
+                Ok(vec![EventData::Booked { carrier, tracking_number, service }])
+            }
             from => Err(DomainError::IllegalTransition { from, action: "book" }),
         },
         (Some(o), Command::RecordDeparture { at }) => match o.state {
@@ -168,7 +178,34 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
             }
             from => Err(DomainError::IllegalTransition { from, action: "raise an exception on" }),
         },
+        (Some(o), Command::RecordTracking { update }) => decide_tracking(o, update),
     }
+}
+
+/// Every distinct tracking event is recorded (with whether it became the shipment's status);
+/// the first departure scan dispatches the order, proof of delivery delivers it. Both are
+/// monotonic, so the order's final state does not depend on the order events arrive in.
+fn decide_tracking(o: &Order, update: TrackingUpdate) -> Result<Vec<EventData>, DomainError> {
+    let Some(shipment) = o.shipment.as_ref() else {
+        return Err(DomainError::IllegalTransition { from: o.state, action: "track" });
+    };
+    if shipment.tracking_number != update.tracking_number {
+        return Err(DomainError::Invalid(vec![FieldError::new(
+            "tracking_number",
+            format!("the order's shipment has tracking number {}", shipment.tracking_number),
+        )]));
+    }
+    let applied = tracking::supersedes(shipment.tracking.as_ref(), &update);
+    let (status, at) = (update.status, update.event_time);
+    let mut events = vec![EventData::TrackingUpdated { update, applied }];
+    match o.state {
+        OrderState::Booked | OrderState::Dispatched if tracking::is_delivery(status) => {
+            events.push(EventData::Delivered { delivered_at: at });
+        }
+        OrderState::Booked if tracking::is_departure(status) => events.push(EventData::Dispatched { departed_at: at }),
+        _ => {}
+    }
+    Ok(events)
 }
 
 fn evaluate(facts: &OrderFacts, ctx: &Ctx<'_>) -> Result<readiness::Evaluation, DomainError> {
@@ -254,20 +291,35 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
                 service: service.clone(),
                 departed_at: None,
                 delivered_at: None,
+                tracking: None,
             });
             OrderState::Booked
         }
         EventData::Dispatched { departed_at } => {
             if let Some(s) = o.shipment.as_mut() {
-                s.departed_at = Some(*departed_at);
+                s.departed_at = Some(tracking::earliest(s.departed_at, *departed_at));
             }
             OrderState::Dispatched
         }
         EventData::Delivered { delivered_at } => {
             if let Some(s) = o.shipment.as_mut() {
-                s.delivered_at = Some(*delivered_at);
+                s.delivered_at = Some(tracking::earliest(s.delivered_at, *delivered_at));
             }
             OrderState::Delivered
+        }
+        EventData::TrackingUpdated { update, applied } => {
+            if let Some(s) = o.shipment.as_mut() {
+                if *applied {
+                    s.tracking = Some(tracking::state_of(update));
+                }
+                if tracking::is_departure(update.status) {
+                    s.departed_at = Some(tracking::earliest(s.departed_at, update.event_time));
+                }
+                if tracking::is_delivery(update.status) {
+                    s.delivered_at = Some(tracking::earliest(s.delivered_at, update.event_time));
+                }
+            }
+            o.state
         }
         EventData::ExceptionRaised { reason } => {
             o.status_note = Some(reason.clone());

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::readiness::CheckResult;
+use crate::tracking::TrackingState;
 use crate::vocab::{CreditStatus, HoldReason, OrderState, PaymentStatus, ServiceLevel};
 
 /// What the system of record says about a delivery order. This is the body of
@@ -193,4 +194,7 @@ pub struct Shipment {
     pub departed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The carrier's latest status (the greatest tracking update seen; see `tracking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingState>,
 }

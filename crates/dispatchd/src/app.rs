@@ -14,8 +14,12 @@ use dispatch_server::policy::{Active, PolicyState};
 use dispatch_store::{OrderWrite, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Target, WriteMeta, decision};
 use futures::StreamExt;
 
-use crate::config::{self, Config, Database, Overrides};
+use dispatch_integrations::Carriers;
+use dispatch_integrations::registry::{CarrierConfig, Credentials};
+
+use crate::config::{self, BookingConfig, Config, Database, Overrides};
 use crate::scheduler::{Heartbeat, ReevaluateOpen, RefreshPriorities, ScheduleConfig, ScheduledAction, Scheduler};
+use crate::workers::BookingWorker;
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     match cfg.database()? {
@@ -65,26 +69,42 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// Serves the API and runs the booking workers until a signal; then the workers stop
+/// claiming, calls in flight finish, the server drains and the store closes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     cfg: &Config,
     clock: Arc<dyn Clock>,
+    carriers: Arc<Carriers>,
+    booking: BookingConfig,
 ) -> Result<()> {
     let warehouses = cfg.warehouses()?;
     let (policy, origin) = cfg.policy()?;
     tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
     let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
-    let state = AppState::with_policy(store, warehouses, clock, policy_state);
+    let state = AppState::with_parts(store.clone(), warehouses, clock.clone(), policy_state, carriers.clone());
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
     let scheduler = scheduler(state.clone(), &cfg.schedules)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx));
-    // On a signal: stop scheduling first, then drain HTTP, then close the store.
+    let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
+    let worker = if booking.enabled && !carriers.is_empty() {
+        tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
+        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx))
+    } else {
+        if carriers.is_empty() {
+            tracing::warn!("no carriers configured: released orders wait for booking");
+        }
+        None
+    };
+    // On a signal: stop scheduling and booking first, then drain HTTP, then close the store.
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
     };
     let result = dispatch_server::serve(listener, state, shutdown).await.context("server failed");
     reload.abort();
@@ -237,6 +257,7 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
             .await?;
     let listener = bind(cfg.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
+    let (carriers, mocks) = demo_carriers(&url).await?;
     let total = store.order_count().await?;
     let counts = store.counts().await?;
     let mut by_state = std::collections::BTreeMap::<String, i64>::new();
@@ -256,6 +277,9 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     println!("  API doc   {url}/api/openapi.json");
     println!("  metrics   {url}/metrics");
     println!("  token     {token}   (role admin, shown once)");
+    for (name, m) in &mocks {
+        println!("  carrier   {name}: mock carrier at {} (bookings: {}/admin/bookings)", m.url(), m.url());
+    }
     println!();
     println!("Try:");
     println!("  export TOKEN={token}");
@@ -264,9 +288,72 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
         "  curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/orders?state=on_hold&reason=docs_missing&warehouse=MAN&limit=1'"
     );
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/orders/<id>/timeline");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/orders?state=dispatched&limit=5'");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/dead-letters");
     println!();
     println!("Stop with Ctrl-C. `dispatchd serve --data-dir {}` serves the same data again.", data_dir.display());
-    serve(listener, store, &cfg, clock).await
+    let booking = BookingConfig { default_carrier: Some("mockpost".into()), ..cfg.booking.clone() };
+    let result = serve(listener, store, &cfg, clock, carriers, booking).await;
+    for (_, m) in mocks {
+        m.stop().await;
+    }
+    result
+}
+
+/// Two mock carriers in this process, so the demo's released orders get booked and move:
+/// `mockpost` (falls back to `mockfreight`) and `mockfreight`, with a little latency, the odd
+/// error, duplicate and late webhooks. Keys and webhook secrets are random per run.
+async fn demo_carriers(dispatchd_url: &str) -> Result<(Arc<Carriers>, Vec<(String, mock_carrier::MockServer)>)> {
+    use dispatch_integrations::Secret;
+    let mut configs = std::collections::BTreeMap::new();
+    let mut creds = std::collections::HashMap::new();
+    let mut mocks = Vec::new();
+    for (name, fallback) in [("mockpost", Some("mockfreight")), ("mockfreight", None)] {
+        let key = random_hex();
+        let secret = random_hex();
+        let mut faults = mock_carrier::Faults::default();
+        for f in [
+            "latency=2..30",
+            "error-rate=0.02",
+            "retry-after=1",
+            "duplicate-rate=0.05",
+            "out-of-order-rate=0.05",
+            "unknown-status-rate=0.02",
+        ] {
+            mock_carrier::parse_fault(f, &mut faults).map_err(anyhow::Error::msg)?;
+        }
+        let mock = mock_carrier::start(
+            mock_carrier::MockConfig {
+                carrier: name.to_string(),
+                api_key: Some(Secret::new(key.clone())),
+                webhook_url: Some(format!("{dispatchd_url}/webhooks/carriers/{name}")),
+                webhook_secret: Secret::new(secret.clone()),
+                time_scale: 0.01,
+                faults,
+            },
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the demo's mock carrier")?,
+        )
+        .await?;
+        let cfg: CarrierConfig = serde_json::from_value(serde_json::json!({
+            "kind": "easypost", "base_url": mock.url(), "service": "Ground",
+            "fallback": fallback.into_iter().collect::<Vec<_>>(),
+        }))?;
+        configs.insert(name.to_string(), cfg);
+        creds.insert(
+            name.to_string(),
+            Credentials { api_key: Some(Secret::new(key)), webhook_secrets: vec![Secret::new(secret)] },
+        );
+        mocks.push((name.to_string(), mock));
+    }
+    let carriers = Carriers::build(&configs, Some("mockpost"), &|n: &str| creds.get(n).cloned().unwrap_or_default())?;
+    Ok((Arc::new(carriers), mocks))
+}
+
+fn random_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 /// A progress bar on a terminal; nothing in pipes and CI.

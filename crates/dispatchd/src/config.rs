@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
 use dispatch_core::{Warehouse, Warehouses};
+use dispatch_integrations::Carriers;
+use dispatch_integrations::registry::{CarrierConfig, Credentials};
 use dispatch_store::sqlite::Durability;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -43,6 +47,50 @@ pub struct Config {
     /// Scheduled actions; the defaults when none are configured.
     #[serde(default = "crate::scheduler::default_schedules")]
     pub schedules: Vec<crate::scheduler::ScheduleConfig>,
+    /// `[carriers.<name>]`: carrier adapters; credentials come from the environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub carriers: BTreeMap<String, CarrierConfig>,
+    #[serde(default)]
+    pub booking: BookingConfig,
+}
+
+/// `[booking]`: how released orders are booked with carriers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingConfig {
+    /// Run the booking workers (with `serve` and `demo`).
+    pub enabled: bool,
+    /// Carrier for orders without a (configured) carrier preference; the first configured
+    /// carrier when unset.
+    pub default_carrier: Option<String>,
+    /// Carrier calls in flight at once.
+    pub concurrency: usize,
+    /// Jobs claimed per round trip to the database.
+    pub batch: u32,
+    /// How long a claimed job is ours before another worker may take it over.
+    pub lease_secs: u64,
+    /// Attempts before a job becomes a dead letter.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// How often an idle worker looks for new jobs.
+    pub poll_ms: u64,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            enabled: true,
+            default_carrier: None,
+            concurrency: 128,
+            batch: 128,
+            lease_secs: 60,
+            max_attempts: 8,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 60_000,
+            poll_ms: 100,
+        }
+    }
 }
 
 /// Values given on the command line; `None` leaves the layer below in force.
@@ -69,7 +117,13 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        let env = || Env::prefixed("DISPATCHD_").ignore(&["config"]);
+        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
+        // registry, not configuration keys.
+        let env = || {
+            Env::prefixed("DISPATCHD_")
+                .ignore(&["config"])
+                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
+        };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
             data_dir: "./dispatchd-data",
@@ -122,6 +176,15 @@ impl Config {
 
     pub fn warehouses(&self) -> Result<Warehouses> {
         Warehouses::new(self.warehouses.clone()).context("warehouse configuration is invalid")
+    }
+
+    /// The configured carriers, with credentials from the process environment.
+    pub fn carriers(&self) -> Result<Carriers> {
+        let env = |k: &str| std::env::var(k).ok();
+        Carriers::build(&self.carriers, self.booking.default_carrier.as_deref(), &|name: &str| {
+            Credentials::from_env(name, &env)
+        })
+        .context("carrier configuration is invalid")
     }
 
     /// Where the data lives: the embedded SQLite file, or a PostgreSQL server.
@@ -197,6 +260,71 @@ mod tests {
         assert_eq!(c.warehouses.len(), 3, "no warehouses configured: the example ones");
         let flags = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
         assert_eq!(Config::load(Some(&file), &flags).unwrap().listen.port(), 9100);
+    }
+
+    #[test]
+    fn carriers_and_booking_load_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            r#"
+[booking]
+default_carrier = "dhl"
+max_attempts = 3
+
+[carriers.dhl]
+kind = "easypost"
+base_url = "http://127.0.0.1:9100"
+service = "Ground"
+fallback = ["acme"]
+[carriers.dhl.breaker]
+failure_threshold = 2
+open_for = 5000
+[carriers.dhl.status_map]
+"ARRIVED_AT_HUB" = "in_transit"
+
+[carriers.acme]
+kind = "http-json"
+base_url = "http://127.0.0.1:9200"
+[carriers.acme.http_json]
+book = { path = "/shipments" }
+track = { method = "GET", path = "/shipments/{tracking_number}/events" }
+[carriers.acme.http_json.request]
+"/reference" = "order_id"
+"/product" = "=EXPRESS"
+[carriers.acme.http_json.response]
+tracking_number = "/data/awb"
+[carriers.acme.http_json.tracking]
+events = "/events"
+event_id = "/id"
+status = "/code"
+event_time = "/at"
+[carriers.acme.webhook]
+signature = { header = "X-Signature", prefix = "v1=", timestamp_header = "X-Timestamp" }
+format = "json"
+event_id = "/id"
+tracking_number = "/awb"
+status = "/code"
+event_time = "/at"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.booking.max_attempts, 3);
+        assert_eq!(c.booking.concurrency, BookingConfig::default().concurrency);
+        let creds = |name: &str| Credentials {
+            api_key: Some(dispatch_integrations::Secret::new(format!("key-{name}"))),
+            webhook_secrets: vec![],
+        };
+        let carriers = Carriers::build(&c.carriers, c.booking.default_carrier.as_deref(), &creds).unwrap();
+        assert_eq!(carriers.len(), 2);
+        let dhl = carriers.get("dhl").unwrap();
+        assert_eq!(dhl.status_map.normalize("arrived_at_hub"), dispatch_core::TrackingStatus::InTransit);
+        assert_eq!(dhl.breaker.failure_threshold, 2);
+        let acme = carriers.get("acme").unwrap();
+        assert_eq!(acme.signature.timestamp_header.as_deref(), Some("X-Timestamp"));
+        assert!(matches!(acme.format, dispatch_integrations::webhook::WebhookFormat::Json { .. }));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod policy_cli;
 mod scheduler;
+mod workers;
 
 use config::{Config, LogFormat, Overrides};
 
@@ -86,6 +87,12 @@ enum Cmd {
         #[command(subcommand)]
         command: PolicyCmd,
     },
+    /// Jobs that failed for good (carrier bookings): list them, send one back for a new attempt.
+    #[command(name = "dead-letters")]
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,25 @@ enum PolicyCmd {
         /// The last evaluation as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCmd {
+    /// List dead letters, newest first, one JSON object per line.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Queue a dead letter again (same idempotency key, fresh attempt budget); a running
+    /// `dispatchd serve` picks it up.
+    Retry {
+        /// The dead letter's id (from `list`).
+        id: i64,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -180,7 +206,8 @@ async fn run(cli: Cli) -> Result<()> {
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, database = %cfg.database()?, "dispatchd serving");
-            app::serve(listener, store_handle, &cfg, clock).await
+            let carriers = std::sync::Arc::new(cfg.carriers()?);
+            app::serve(listener, store_handle, &cfg, clock, carriers, cfg.booking.clone()).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");
@@ -217,6 +244,31 @@ async fn run(cli: Cli) -> Result<()> {
                     policy_cli::explain(&order_id, &cfg, json).await
                 }
             }
+        }
+        Cmd::DeadLetters { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store_args = match &command {
+                DeadLetterCmd::List { store, .. } | DeadLetterCmd::Retry { store, .. } => store,
+            };
+            let cfg = Config::load(store_args.config.as_deref(), &overrides(store_args, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result: Result<()> = match command {
+                DeadLetterCmd::List { limit, .. } => s.dead_letters(limit).await.map_err(Into::into).map(|items| {
+                    for d in items {
+                        println!("{}", serde_json::to_string(&d).unwrap_or_default());
+                    }
+                }),
+                DeadLetterCmd::Retry { id, .. } => match s.retry_dead_letter(id, clock.now()).await {
+                    Ok(Some(d)) => {
+                        println!("dead letter {} ({}) queued again", d.id, d.dedupe_key);
+                        Ok(())
+                    }
+                    Ok(None) => Err(anyhow::anyhow!("no dead letter with id {id}; see `dispatchd dead-letters list`")),
+                    Err(e) => Err(e.into()),
+                },
+            };
+            s.close().await;
+            result
         }
         Cmd::Migrate { store } => {
             init_logging(LogFormat::Human, "info,sqlx=warn");

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use dispatch_core::Warehouses;
+use dispatch_integrations::Carriers;
 use dispatch_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -38,20 +39,47 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The dispatch policy in force; decisions take it from here.
     pub policy: policy::PolicyState,
+    /// Configured carriers: webhook secrets, status mappings (and the adapters the workers use).
+    pub carriers: Arc<Carriers>,
 }
 
 impl AppState {
     /// A server with the embedded default policy.
     pub fn new(store: Arc<dyn Store>, warehouses: Warehouses, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let state = policy::PolicyState::new(dispatch_policy::Policy::default_policy(), "embedded", None, clock.now());
-        Self::with_policy(store, warehouses, clock, state)
+        Self::with_policy(store, warehouses, clock.clone(), Self::embedded_policy(clock.as_ref()))
     }
 
+    fn embedded_policy(clock: &dyn Clock) -> policy::PolicyState {
+        policy::PolicyState::new(dispatch_policy::Policy::default_policy(), "embedded", None, clock.now())
+    }
+
+    /// A server with this policy and no carriers configured.
     pub fn with_policy(
         store: Arc<dyn Store>,
         warehouses: Warehouses,
         clock: Arc<dyn Clock>,
         policy: policy::PolicyState,
+    ) -> Arc<Self> {
+        Self::with_parts(store, warehouses, clock, policy, Arc::new(Carriers::empty()))
+    }
+
+    /// A server with the embedded default policy and these carriers.
+    pub fn with_carriers(
+        store: Arc<dyn Store>,
+        warehouses: Warehouses,
+        clock: Arc<dyn Clock>,
+        carriers: Arc<Carriers>,
+    ) -> Arc<Self> {
+        let policy = Self::embedded_policy(clock.as_ref());
+        Self::with_parts(store, warehouses, clock, policy, carriers)
+    }
+
+    pub fn with_parts(
+        store: Arc<dyn Store>,
+        warehouses: Warehouses,
+        clock: Arc<dyn Clock>,
+        policy: policy::PolicyState,
+        carriers: Arc<Carriers>,
     ) -> Arc<Self> {
         Arc::new(AppState {
             store,
@@ -60,6 +88,7 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             metrics: metrics::handle(),
             policy,
+            carriers,
         })
     }
 }
@@ -68,7 +97,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router: Router<Arc<AppState>> = Router::new();
     for (spec, handler) in routes::table() {
         let handler = match spec.access {
-            Access::Public => handler,
+            // Signed routes check the sender's signature in the handler (it needs the body).
+            Access::Public | Access::Signed => handler,
             Access::Requires(p) => handler
                 .route_layer(from_fn_with_state(p, auth::require_permission))
                 .route_layer(from_fn_with_state(state.clone(), auth::require_token)),

@@ -71,8 +71,13 @@ pub async fn refresh_gauges(app: &AppState) -> Result<(), StoreError> {
     for (reason, n) in counts.holds_by_reason {
         metrics::gauge!("dispatchd_holds", "reason" => reason).set(n as f64);
     }
+    let mut dead = 0;
     for (kind, status, n) in app.store.job_counts().await? {
+        if status == "dead" {
+            dead += n;
+        }
         metrics::gauge!("dispatchd_jobs", "kind" => kind, "status" => status).set(n as f64);
     }
+    metrics::gauge!("dispatchd_dead_letters").set(dead as f64);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{orders, policy, schedules, system};
+use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use crate::routes::{orders, policy, schedules, system};
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
+        dead_letters::list, dead_letters::retry, webhooks::carrier,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -22,11 +23,14 @@ use crate::routes::{orders, policy, schedules, system};
         orders::OrderView, orders::Explanation, orders::ReasonExplained,
         policy::PolicyInfo, policy::PolicyChange, policy::PolicySource, policy::ReasonText,
         dispatch_policy::ReplayReport,
+        dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
+        webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
+         (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;

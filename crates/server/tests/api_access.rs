@@ -10,14 +10,14 @@ use dispatch_core::access::allows;
 use dispatch_server::routes::{Access, specs};
 
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "ord_does_not_exist").replace("{name}", "no-such-schedule")
+    path.replace("{id}", "ord_does_not_exist").replace("{name}", "no-such-schedule").replace("{carrier}", "nocarrier")
 }
 
 #[tokio::test]
 async fn every_route_for_every_role_follows_the_matrix() {
     let app = TestApp::spawn().await;
     let specs = specs();
-    assert!(specs.len() >= 10);
+    assert!(specs.len() >= 13);
     for spec in &specs {
         let url = format!("{}{}", app.url, concrete(spec.path));
         let send = |token: Option<&str>| {
@@ -33,6 +33,7 @@ async fn every_route_for_every_role_follows_the_matrix() {
         let anonymous = send(None).await.unwrap().status().as_u16();
         match spec.access {
             Access::Public => assert!(anonymous < 400, "{} {} is public but got {anonymous}", spec.method, spec.path),
+            Access::Signed => assert_eq!(anonymous, 401, "{} {} without a signature", spec.method, spec.path),
             Access::Requires(permission) => {
                 assert_eq!(anonymous, 401, "{} {} without a token", spec.method, spec.path);
                 for role in Role::ALL {

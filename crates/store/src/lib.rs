@@ -190,7 +190,7 @@ pub struct TokenRecord {
 }
 
 /// A follow-up job claimed from the outbox.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: i64,
     pub kind: String,
@@ -265,7 +265,32 @@ pub trait LeaderLease: Send + Sync {
     fn name(&self) -> &str;
 }
 
-/// One storage interface; SQLite implements it today and PostgreSQL will.
+/// An inbound event's identity at its sender: writing it a second time is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundKey {
+    /// Who sent it, e.g. `carrier:dhl`.
+    pub source: String,
+    /// The sender's id of the event.
+    pub event_id: String,
+    /// What kind of event it was (kept for review, e.g. the normalized tracking status).
+    pub kind: String,
+}
+
+/// A job that failed for good: non-retryable error or attempts exhausted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub kind: String,
+    pub order_id: Option<String>,
+    pub dedupe_key: String,
+    pub payload: serde_json::Value,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub failed_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One storage interface, implemented for SQLite (embedded) and PostgreSQL (several nodes).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Decides and appends in one transaction; answers after commit.
@@ -337,6 +362,21 @@ pub trait Store: Send + Sync + 'static {
     async fn end_run(&self, run_id: i64, name: &str, end: &RunEnd, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// The latest runs of a schedule, newest first.
     async fn schedule_runs(&self, name: &str, limit: u32) -> Result<Vec<ScheduleRun>, StoreError>;
+    /// Like [`Store::execute`], for an event from another system: when `key` was already
+    /// recorded the write is skipped and the current order returned with `replayed = true`.
+    /// The key is stored in the same transaction as the events.
+    async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError>;
+    /// Like [`Store::execute`], and in the same transaction marks the job `done` (when `worker`
+    /// still holds its lease): the effect of a job and its completion commit together.
+    async fn execute_finishing(&self, write: OrderWrite, job_id: i64, worker: &str)
+    -> Result<WriteOutcome, StoreError>;
+    /// The order (id, carrier) whose shipment has this tracking number.
+    async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Dead letters, newest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Puts a dead letter back in the queue with a fresh attempt budget, due now. `None`
+    /// when there is no dead job with that id.
+    async fn retry_dead_letter(&self, id: i64, now: DateTime<Utc>) -> Result<Option<DeadLetter>, StoreError>;
 
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

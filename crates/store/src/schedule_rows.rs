@@ -1,9 +1,9 @@
-//! Row mapping for schedules, shared by both backends (the columns are the same).
+//! Row mapping shared by both backends (the columns are the same).
 
 use sqlx::Row;
 
 use crate::time::from_micros;
-use crate::{ScheduleRow, ScheduleRun, StoreError};
+use crate::{DeadLetter, ScheduleRow, ScheduleRun, StoreError};
 
 pub fn schedule<R: Row>(r: &R) -> Result<ScheduleRow, StoreError>
 where
@@ -47,5 +47,26 @@ where
         outcome: r.try_get("outcome")?,
         summary: r.try_get("summary")?,
         error: r.try_get("error")?,
+    })
+}
+
+pub fn dead_letter<R: Row>(r: &R) -> Result<DeadLetter, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let payload: String = r.try_get("payload")?;
+    Ok(DeadLetter {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        order_id: r.try_get("order_id")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        payload: serde_json::from_str(&payload)?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        failed_at: from_micros(r.try_get("updated_at")?),
+        created_at: from_micros(r.try_get("created_at")?),
     })
 }

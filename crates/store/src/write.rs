@@ -14,6 +14,10 @@ use crate::{OrderWrite, StoreError, Target, WriteOutcome};
 /// A write waiting for its batch, with the channel its committed answer goes back on.
 pub(crate) struct Pending {
     pub write: OrderWrite,
+    /// An inbound event: skipped when already recorded, recorded with the events otherwise.
+    pub inbound: Option<crate::InboundKey>,
+    /// A job (id, worker) to mark done with the write.
+    pub finish: Option<(i64, String)>,
     pub reply: tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 

@@ -10,15 +10,19 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod dead_letters;
 pub mod orders;
 pub mod policy;
 pub mod schedules;
 pub mod system;
+pub mod webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No token: probes, metrics and the API document.
     Public,
+    /// No token, but the sender's signature over the body (carrier webhooks): 401 without.
+    Signed,
     /// A valid bearer token whose roles grant this permission.
     Requires(Permission),
 }
@@ -53,6 +57,9 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/policy", Requires(ReadConfig), get(policy::get_policy)),
         r(Method::PUT, "/api/v1/policy", Requires(WritePolicy), put(policy::put_policy)),
         r(Method::POST, "/api/v1/policy/replay", Requires(ReplayPolicy), post(policy::replay)),
+        r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
+        r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
+        r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
     ]
 }
 

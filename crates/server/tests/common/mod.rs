@@ -45,6 +45,10 @@ pub fn warehouses() -> Warehouses {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with_carriers(dispatch_integrations::Carriers::empty()).await
+    }
+
+    pub async fn spawn_with_carriers(carriers: dispatch_integrations::Carriers) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         // SQLite, or PostgreSQL when TEST_POSTGRES_URL says so.
         let store = dispatch_store::testing::Location::fresh(dir.path()).await.open().await;
@@ -57,7 +61,7 @@ impl TestApp {
                     .unwrap();
             tokens.insert(*role, t);
         }
-        let state = AppState::new(store.clone(), warehouses(), clock.clone());
+        let state = AppState::with_carriers(store.clone(), warehouses(), clock.clone(), Arc::new(carriers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

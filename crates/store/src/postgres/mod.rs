@@ -16,8 +16,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::time::{from_micros, to_micros};
 use crate::write::{Msg, Pending, order_from_doc};
 use crate::{
-    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd, ScheduleRow,
-    ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
+    DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd,
+    ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
 mod writer;
@@ -65,6 +65,10 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    async fn send(&self, p: Pending) -> Result<(), StoreError> {
+        self.writes.send(Msg::Write(Box::new(p))).await.map_err(|_| StoreError::Closed)
     }
 }
 
@@ -129,7 +133,7 @@ fn token_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenRecord, StoreError> 
 impl Store for PgStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(Msg::Write(Box::new(Pending { write, reply }))).await.map_err(|_| StoreError::Closed)?;
+        self.send(Pending { write, inbound: None, finish: None, reply }).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -506,6 +510,62 @@ impl Store for PgStore {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(crate::schedule_rows::run).collect()
+    }
+
+    async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Pending { write, inbound: Some(key), finish: None, reply }).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn execute_finishing(
+        &self,
+        write: OrderWrite,
+        job_id: i64,
+        worker: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Pending { write, inbound: None, finish: Some((job_id, worker.to_string())), reply }).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
+        // The same expression as the index `orders_tracking_number`.
+        Ok(sqlx::query_as(
+            "SELECT id, (doc::jsonb) -> 'shipment' ->> 'carrier' FROM orders \
+             WHERE ((doc::jsonb) -> 'shipment' ->> 'tracking_number') = $1 LIMIT 1",
+        )
+        .bind(tracking_number)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at FROM jobs \
+             WHERE status = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(crate::schedule_rows::dead_letter).collect()
+    }
+
+    async fn retry_dead_letter(&self, id: i64, now: DateTime<Utc>) -> Result<Option<DeadLetter>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $2, lease_until = NULL, locked_by = NULL, \
+             updated_at = $2 WHERE id = $1 AND status = 'dead' \
+             RETURNING id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at",
+        )
+        .bind(id)
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            // Wake the workers of every node.
+            sqlx::query("SELECT pg_notify($1, '')").bind(writer::JOBS_CHANNEL).execute(&self.pool).await?;
+        }
+        row.as_ref().map(crate::schedule_rows::dead_letter).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -58,8 +58,17 @@ async fn attempt(
     let mut view = BatchView::default();
     let mut io = PgTx { conn: &mut tx, enqueued: false };
     let mut results = Vec::with_capacity(batch.len());
+    let mut inbound_seen = std::collections::HashSet::new();
     for p in batch {
-        match write_one(&mut io, &p.write, &mut view).await {
+        let r = match &p.inbound {
+            Some(key) => write_inbound(&mut io, key, &p.write, &mut view, &mut inbound_seen).await,
+            None => write_one(&mut io, &p.write, &mut view).await,
+        };
+        let r = match (r, &p.finish) {
+            (Ok(out), Some((job, worker))) => io.finish_job(*job, worker, p.write.meta.at).await.map(|_| out),
+            (r, _) => r,
+        };
+        match r {
             Err(StoreError::Db(e)) => return Err(e),
             r => results.push(r),
         }
@@ -102,9 +111,65 @@ async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>) -> bool {
     false
 }
 
+/// An event from another system: applied and remembered together, or (when seen before)
+/// answered with the order as it is, changing nothing.
+async fn write_inbound(
+    io: &mut PgTx<'_>,
+    key: &crate::InboundKey,
+    w: &crate::OrderWrite,
+    view: &mut BatchView,
+    seen: &mut std::collections::HashSet<(String, String)>,
+) -> Result<WriteOutcome, StoreError> {
+    let id = (key.source.clone(), key.event_id.clone());
+    // Two nodes receiving the same event serialize here; the second then sees it recorded.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 2))")
+        .bind(&key.source)
+        .bind(&key.event_id)
+        .execute(&mut *io.conn)
+        .await?;
+    let recorded: Option<i32> = sqlx::query_scalar("SELECT 1 FROM inbound_events WHERE source = $1 AND event_id = $2")
+        .bind(&key.source)
+        .bind(&key.event_id)
+        .fetch_optional(&mut *io.conn)
+        .await?;
+    if seen.contains(&id) || recorded.is_some() {
+        let order = io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?;
+        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
+    }
+    let outcome = write_one(io, w, view).await?;
+    sqlx::query(
+        "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&key.source)
+    .bind(&key.event_id)
+    .bind(&outcome.order.id)
+    .bind(&key.kind)
+    .bind(to_micros(w.meta.at))
+    .execute(&mut *io.conn)
+    .await?;
+    seen.insert(id);
+    Ok(outcome)
+}
+
 struct PgTx<'c> {
     conn: &'c mut PgConnection,
     enqueued: bool,
+}
+
+impl PgTx<'_> {
+    /// Marks a job done in this transaction, if `worker` still holds its lease.
+    async fn finish_job(&mut self, id: i64, worker: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = $3 \
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(to_micros(at))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
 }
 
 impl WriteTx for PgTx<'_> {

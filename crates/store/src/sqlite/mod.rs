@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::time::{from_micros, to_micros};
 use crate::write::{Msg, Pending, order_from_doc};
 use crate::{
-    Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd, ScheduleRow,
-    ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
+    DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd,
+    ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
 mod writer;
@@ -51,6 +51,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     jobs: Arc<Notify>,
     leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// tracking number → (order id, carrier). A booking's tracking number never changes, so
+    /// entries never go stale.
+    tracking: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
     writes: mpsc::Sender<Msg>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -85,6 +88,7 @@ impl SqliteStore {
             pool,
             jobs,
             leaders: Arc::default(),
+            tracking: Default::default(),
             writes: tx,
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -121,7 +125,10 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
 impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(Msg::Write(Box::new(Pending { write, reply }))).await.map_err(|_| StoreError::Closed)?;
+        self.writes
+            .send(Msg::Write(Box::new(Pending { write, inbound: None, finish: None, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -506,6 +513,77 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(crate::schedule_rows::run).collect()
+    }
+
+    async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writes
+            .send(Msg::Write(Box::new(Pending { write, inbound: Some(key), finish: None, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn execute_finishing(
+        &self,
+        write: OrderWrite,
+        job_id: i64,
+        worker: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let finish = Some((job_id, worker.to_string()));
+        self.writes
+            .send(Msg::Write(Box::new(Pending { write, inbound: None, finish, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
+        if let Some(hit) = self.tracking.lock().unwrap_or_else(|p| p.into_inner()).get(tracking_number) {
+            return Ok(Some(hit.clone()));
+        }
+        // The same expression as the index `orders_tracking_number`, so the index is used.
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, json_extract(doc, '$.shipment.carrier') FROM orders \
+             WHERE json_extract(doc, '$.shipment.tracking_number') = ?1 \
+             AND json_extract(doc, '$.shipment.tracking_number') IS NOT NULL LIMIT 1",
+        )
+        .bind(tracking_number)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(hit) = &found {
+            let mut cache = self.tracking.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= 100_000 {
+                cache.clear();
+            }
+            cache.insert(tracking_number.to_string(), hit.clone());
+        }
+        Ok(found)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at FROM jobs \
+             WHERE status = 'dead' ORDER BY updated_at DESC, id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(crate::schedule_rows::dead_letter).collect()
+    }
+
+    async fn retry_dead_letter(&self, id: i64, now: DateTime<Utc>) -> Result<Option<DeadLetter>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_at = ?2, lease_until = NULL, locked_by = NULL, \
+             updated_at = ?2 WHERE id = ?1 AND status = 'dead' \
+             RETURNING id, kind, order_id, dedupe_key, payload, attempts, last_error, updated_at, created_at",
+        )
+        .bind(id)
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(crate::schedule_rows::dead_letter).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
