@@ -113,7 +113,7 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
 async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committed: &mut Committed) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut view = BatchView::default();
-    let seen: &Committed = committed;
+    let seen: &mut Committed = committed;
     let result: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let view = &mut view;
@@ -299,11 +299,14 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
     Ok(())
 }
 
+/// The order a write is about: as this batch left it, else as last committed (taken out of
+/// the cache: the write puts its result in the batch view, which goes back to the cache on
+/// commit; a refused write just costs a read later), else from the database.
 async fn load(
     conn: &mut SqliteConnection,
     target: &Target,
     view: &BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
 ) -> Result<Option<Order>, StoreError> {
     let id = match target {
         Target::Id(id) => Some(id.clone()),
@@ -312,10 +315,13 @@ async fn load(
             view.keys.get(&k).or_else(|| committed.keys.get(&k)).cloned()
         }
     };
-    if let Some(id) = &id
-        && let Some(o) = view.orders.get(id).or_else(|| committed.orders.get(id))
-    {
-        return Ok(Some(o.clone()));
+    if let Some(id) = &id {
+        if let Some(o) = view.orders.get(id) {
+            return Ok(Some(o.clone()));
+        }
+        if let Some(o) = committed.orders.remove(id) {
+            return Ok(Some(o));
+        }
     }
     let doc: Option<String> = match target {
         Target::Id(id) => {
@@ -341,7 +347,7 @@ async fn write_inbound(
     key: InboundKey,
     w: OrderWrite,
     view: &mut BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
     staged: &mut Staged,
 ) -> Result<WriteOutcome, StoreError> {
     let id = (key.source.clone(), key.event_id.clone());
@@ -361,7 +367,7 @@ async fn write_one(
     conn: &mut SqliteConnection,
     w: OrderWrite,
     view: &mut BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
     staged: &mut Staged,
 ) -> Result<WriteOutcome, StoreError> {
     if let Some(k) = &w.idempotency {
@@ -396,8 +402,12 @@ async fn write_one(
         (None, Target::Id(_)) => return Err(DomainError::NotFound.into()),
     };
 
+    // Follow-up jobs depend on the state before the write only when readiness was evaluated
+    // (that is how an order becomes released); keep a copy only then.
+    let evaluated = events.iter().any(|e| matches!(e, dispatch_core::EventData::Evaluated(_)));
+    let before = if evaluated { current.clone() } else { None };
     // Fold everything in memory first: a refused stream must not leave half its rows behind.
-    let mut state = current.clone();
+    let mut state = current;
     let mut stored = Vec::with_capacity(events.len());
     for data in events {
         let version = state.as_ref().map_or(1, |o| o.version + 1);
@@ -422,7 +432,7 @@ async fn write_one(
     };
 
     if appended > 0 {
-        for f in follow_ups(current.as_ref(), &outcome.order) {
+        for f in follow_ups(before.as_ref(), &outcome.order) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
         staged.events.extend(stored);
