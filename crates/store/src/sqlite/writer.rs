@@ -67,7 +67,7 @@ struct Committed {
     keys: HashMap<(String, String), String>,
 }
 
-/// Most orders kept; past it the cache starts afresh (cheap, and hot orders come back at once).
+/// Most orders kept (about 10 KiB each); past it a tenth of them, arbitrary ones, are dropped.
 const CACHE_ORDERS: usize = 20_000;
 
 /// Rows per multi-row statement (well under SQLite's limit on bound parameters).
@@ -75,12 +75,52 @@ const CHUNK: usize = 64;
 
 impl Committed {
     fn absorb(&mut self, view: BatchView) {
-        if self.orders.len() + view.orders.len() > CACHE_ORDERS {
-            self.orders.clear();
-            self.keys.clear();
-        }
         self.orders.extend(view.orders);
         self.keys.extend(view.keys);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        if self.orders.len() > CACHE_ORDERS {
+            let mut keep = CACHE_ORDERS * 9 / 10;
+            self.orders.retain(|_, _| {
+                keep = keep.saturating_sub(1);
+                keep > 0
+            });
+        }
+        if self.keys.len() > CACHE_ORDERS * 4 {
+            self.keys.clear();
+        }
+    }
+
+    /// Reads the orders of a batch that are not cached, in one query.
+    fn missing(&self, batch: &[Pending]) -> Vec<String> {
+        batch
+            .iter()
+            .filter_map(|p| match &p.write.target {
+                Target::Id(id) if !self.orders.contains_key(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn prefetch(&mut self, conn: &mut SqliteConnection, mut missing: Vec<String>) -> Result<(), StoreError> {
+        missing.sort();
+        missing.dedup();
+        for chunk in missing.chunks(CHUNK * 4) {
+            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT doc FROM orders WHERE id IN (");
+            let mut sep = b.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.clone());
+            }
+            b.push(")");
+            let docs: Vec<String> = b.build_query_scalar().fetch_all(&mut *conn).await?;
+            for doc in docs {
+                let o = super::order_from_doc(&doc)?;
+                self.orders.insert(o.id.clone(), o);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +158,10 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committe
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let view = &mut view;
         let mut staged = Staged::default();
+        let missing = seen.missing(&batch);
+        if let Err(e) = seen.prefetch(&mut tx, missing).await {
+            tracing::warn!(error = %e, "could not prefetch the batch's orders; reading them one by one");
+        }
         let keys: Vec<&InboundKey> = batch.iter().filter_map(|p| p.inbound.as_ref()).collect();
         match inbound_seen(&mut tx, &keys).await {
             Ok(s) => view.inbound_seen = s,
