@@ -142,7 +142,9 @@ pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) -> Result<(), 
         if !cur.is_object() {
             *cur = Value::Object(Default::default());
         }
-        let Value::Object(map) = cur else { unreachable!("made an object above") };
+        let Value::Object(map) = cur else {
+            return Err(CarrierError::Config(format!("cannot set `{pointer}`")));
+        };
         if i + 1 == parts.len() {
             map.insert(part.clone(), value);
             return Ok(());

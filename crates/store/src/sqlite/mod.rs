@@ -81,6 +81,35 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(connect)
             .await?;
+        // Checkpoints copy the WAL back into the database file and fsync it. Run in the writer
+        // (SQLite's default) they stall every write queued behind them; run here, beside it,
+        // in PASSIVE mode, they never block a writer or a reader.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut wconn).await?;
+        let checkpointer = pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if checkpointer.is_closed() {
+                    return;
+                }
+                // (busy, pages in the WAL, pages checkpointed)
+                let r: Result<(i64, i64, i64), _> =
+                    sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&checkpointer).await;
+                match r {
+                    // Under sustained writes the WAL is never fully copied back and so never
+                    // restarts; past 64k pages (256 MiB) make room once, briefly holding writes.
+                    Ok((_, log, _)) if log > 65_536 => {
+                        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&checkpointer).await {
+                            tracing::warn!(error = %e, "WAL truncation failed; it is retried");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) if checkpointer.is_closed() => return,
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; it is retried"),
+                }
+            }
+        });
         let (tx, rx) = mpsc::channel(8192);
         let jobs = Arc::new(Notify::new());
         let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone()));

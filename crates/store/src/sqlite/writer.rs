@@ -55,7 +55,7 @@ struct Committed {
     keys: HashMap<(String, String), String>,
 }
 
-/// Most orders kept; past it the cache starts afresh (cheap, and hot orders come back at once).
+/// Most orders kept (about 10 KiB each); past it a tenth of them, arbitrary ones, are dropped.
 const CACHE_ORDERS: usize = 20_000;
 
 /// Rows per multi-row statement (well under SQLite's limit on bound parameters).
@@ -63,12 +63,52 @@ const CHUNK: usize = 64;
 
 impl Committed {
     fn absorb(&mut self, view: BatchView) {
-        if self.orders.len() + view.orders.len() > CACHE_ORDERS {
-            self.orders.clear();
-            self.keys.clear();
-        }
         self.orders.extend(view.orders);
         self.keys.extend(view.keys);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        if self.orders.len() > CACHE_ORDERS {
+            let mut keep = CACHE_ORDERS * 9 / 10;
+            self.orders.retain(|_, _| {
+                keep = keep.saturating_sub(1);
+                keep > 0
+            });
+        }
+        if self.keys.len() > CACHE_ORDERS * 4 {
+            self.keys.clear();
+        }
+    }
+
+    /// Reads the orders of a batch that are not cached, in one query.
+    fn missing(&self, batch: &[Pending]) -> Vec<String> {
+        batch
+            .iter()
+            .filter_map(|p| match &p.write.target {
+                Target::Id(id) if !self.orders.contains_key(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn prefetch(&mut self, conn: &mut SqliteConnection, mut missing: Vec<String>) -> Result<(), StoreError> {
+        missing.sort();
+        missing.dedup();
+        for chunk in missing.chunks(CHUNK * 4) {
+            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT doc FROM orders WHERE id IN (");
+            let mut sep = b.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.clone());
+            }
+            b.push(")");
+            let docs: Vec<String> = b.build_query_scalar().fetch_all(&mut *conn).await?;
+            for doc in docs {
+                let o = super::order_from_doc(&doc)?;
+                self.orders.insert(o.id.clone(), o);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -109,11 +149,15 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committe
     let mut replies = Vec::with_capacity(batch.len());
     let mut view = BatchView::default();
     let mut enqueued = false;
-    let seen: &Committed = committed;
+    let seen: &mut Committed = committed;
     let result: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let view = &mut view;
         let mut staged = Staged::default();
+        let missing = seen.missing(&batch);
+        if let Err(e) = seen.prefetch(&mut tx, missing).await {
+            tracing::warn!(error = %e, "could not prefetch the batch's orders; reading them one by one");
+        }
         let keys: Vec<&InboundKey> = batch.iter().filter_map(|p| p.inbound.as_ref()).collect();
         match inbound_seen(&mut tx, &keys).await {
             Ok(s) => view.inbound_seen = s,
@@ -299,11 +343,14 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
     Ok(())
 }
 
+/// The order a write is about: as this batch left it, else as last committed (taken out of
+/// the cache: the write puts its result in the batch view, which goes back to the cache on
+/// commit; a refused write just costs a read later), else from the database.
 async fn load(
     conn: &mut SqliteConnection,
     target: &Target,
     view: &BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
 ) -> Result<Option<Order>, StoreError> {
     let id = match target {
         Target::Id(id) => Some(id.clone()),
@@ -312,10 +359,13 @@ async fn load(
             view.keys.get(&k).or_else(|| committed.keys.get(&k)).cloned()
         }
     };
-    if let Some(id) = &id
-        && let Some(o) = view.orders.get(id).or_else(|| committed.orders.get(id))
-    {
-        return Ok(Some(o.clone()));
+    if let Some(id) = &id {
+        if let Some(o) = view.orders.get(id) {
+            return Ok(Some(o.clone()));
+        }
+        if let Some(o) = committed.orders.remove(id) {
+            return Ok(Some(o));
+        }
     }
     let doc: Option<String> = match target {
         Target::Id(id) => {
@@ -341,7 +391,7 @@ async fn write_inbound(
     key: InboundKey,
     w: OrderWrite,
     view: &mut BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
     staged: &mut Staged,
 ) -> Result<WriteOutcome, StoreError> {
     let id = (key.source.clone(), key.event_id.clone());
@@ -361,7 +411,7 @@ async fn write_one(
     conn: &mut SqliteConnection,
     w: OrderWrite,
     view: &mut BatchView,
-    committed: &Committed,
+    committed: &mut Committed,
     staged: &mut Staged,
 ) -> Result<WriteOutcome, StoreError> {
     if let Some(k) = &w.idempotency {
@@ -396,8 +446,12 @@ async fn write_one(
         (None, Target::Id(_)) => return Err(DomainError::NotFound.into()),
     };
 
+    // Follow-up jobs depend on the state before the write only when readiness was evaluated
+    // (that is how an order becomes released); keep a copy only then.
+    let evaluated = events.iter().any(|e| matches!(e, dispatch_core::EventData::Evaluated(_)));
+    let before = if evaluated { current.clone() } else { None };
     // Fold everything in memory first: a refused stream must not leave half its rows behind.
-    let mut state = current.clone();
+    let mut state = current;
     let mut stored = Vec::with_capacity(events.len());
     for data in events {
         let version = state.as_ref().map_or(1, |o| o.version + 1);
@@ -422,7 +476,7 @@ async fn write_one(
     };
 
     if appended > 0 {
-        for f in follow_ups(current.as_ref(), &outcome.order) {
+        for f in follow_ups(before.as_ref(), &outcome.order) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
         staged.events.extend(stored);
