@@ -52,7 +52,7 @@ pub struct Lane {
 impl Lane {
     fn why_not(&self, facts: &OrderFacts, wh: &Warehouse) -> Option<String> {
         let dest = facts.ship_to.country.as_str();
-        if !self.warehouses.is_empty() && !self.warehouses.iter().any(|w| *w == wh.code) {
+        if !self.warehouses.is_empty() && !self.warehouses.contains(&wh.code) {
             return Some(format!("not from {}", wh.code));
         }
         if !self.destinations.is_empty() && !self.destinations.iter().any(|d| d.matches(&wh.country, dest)) {
@@ -114,7 +114,7 @@ pub fn choose_carrier(m: &CarrierMatrix, facts: &OrderFacts, wh: &Warehouse, una
     let fallbacks: Vec<&String> = lane.fallbacks.iter().filter(up).collect();
     let down = lane.carriers.len() - allowed.len();
     let (chosen, reason) = match &facts.carrier_preference {
-        Some(p) if m.honour_preference && allowed.iter().any(|c| *c == p) => {
+        Some(p) if m.honour_preference && allowed.contains(&p) => {
             (Some(p.clone()), format!("the order's preferred carrier {p} is allowed on lane {}", lane.id))
         }
         pref => {

@@ -217,10 +217,10 @@ impl Checker {
                         Ty::Dyn
                     }
                 };
-                if let Some(path) = self.context_path(e) {
-                    if schema::lookup(&path).is_some() {
-                        self.out.reads.push(path.join("."));
-                    }
+                if let Some(path) = self.context_path(e)
+                    && schema::lookup(&path).is_some()
+                {
+                    self.out.reads.push(path.join("."));
                 }
                 if s.test { Ty::Bool } else { ty }
             }
