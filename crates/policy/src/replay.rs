@@ -390,27 +390,112 @@ impl Collector {
                 if self.since.is_some_and(|s| e.inputs.now < s) {
                     return;
                 }
-                let Some(facts) = self.facts.get(&ev.order_id) else { return };
-                if let Some(prev) = self.last.insert(ev.order_id.clone(), self.out.len())
-                    && let Some(p) = self.out.get_mut(prev)
-                {
-                    p.latest = false;
-                }
-                self.out.push(RecordedDecision {
-                    order_id: ev.order_id,
-                    facts: facts.clone(),
-                    now: e.inputs.now,
-                    outcome: e.outcome,
-                    hold_reasons: e.hold_reasons,
-                    priority: e.priority,
-                    latest_departure: e.inputs.latest_departure,
-                    policy: e.policy,
-                    rules: e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect(),
-                    latest: true,
-                });
+                let Some(facts) = self.facts.get(&ev.order_id).cloned() else { return };
+                let rules = e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect();
+                self.record(
+                    ev.order_id,
+                    facts,
+                    e.inputs.now,
+                    e.outcome,
+                    e.hold_reasons,
+                    e.priority,
+                    e.inputs.latest_departure,
+                    e.policy,
+                    rules,
+                );
             }
             _ => {}
         }
+    }
+
+    /// Feeds one stored event by its type and JSON, parsing only what a replay needs (the
+    /// facts; an evaluation's outcome, reasons, priority, instant, policy and fired rules).
+    /// Other types are skipped.
+    pub fn push_raw(&mut self, order_id: &str, kind: &str, data: &str) -> Result<(), serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct WithFacts {
+            facts: OrderFacts,
+        }
+        #[derive(serde::Deserialize)]
+        struct SlimInputs {
+            now: DateTime<Utc>,
+            latest_departure: DateTime<Utc>,
+        }
+        #[derive(serde::Deserialize)]
+        struct SlimRule {
+            rule: String,
+            #[serde(default)]
+            reason: Option<HoldReason>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Slim {
+            outcome: OrderState,
+            hold_reasons: Vec<HoldReason>,
+            priority: i32,
+            inputs: SlimInputs,
+            policy: String,
+            #[serde(default)]
+            rules: Vec<SlimRule>,
+        }
+        match kind {
+            "order.received" | "order.updated" => {
+                let w: WithFacts = serde_json::from_str(data)?;
+                self.facts.insert(order_id.to_string(), Arc::new(w.facts));
+            }
+            "order.evaluated" => {
+                let e: Slim = serde_json::from_str(data)?;
+                if self.since.is_some_and(|s| e.inputs.now < s) {
+                    return Ok(());
+                }
+                let Some(facts) = self.facts.get(order_id) else { return Ok(()) };
+                let facts = facts.clone();
+                self.record(
+                    order_id.to_string(),
+                    facts,
+                    e.inputs.now,
+                    e.outcome,
+                    e.hold_reasons,
+                    e.priority,
+                    e.inputs.latest_departure,
+                    e.policy,
+                    e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        order_id: String,
+        facts: Arc<OrderFacts>,
+        now: DateTime<Utc>,
+        outcome: OrderState,
+        hold_reasons: Vec<HoldReason>,
+        priority: i32,
+        latest_departure: DateTime<Utc>,
+        policy: String,
+        rules: Vec<String>,
+    ) {
+        if let Some(prev) = self.last.insert(order_id.clone(), self.out.len())
+            && let Some(p) = self.out.get_mut(prev)
+        {
+            p.latest = false;
+        }
+        self.out.push(RecordedDecision {
+            order_id,
+            facts,
+            now,
+            outcome,
+            hold_reasons,
+            priority,
+            latest_departure,
+            policy,
+            rules,
+            latest: true,
+        });
     }
 
     pub fn len(&self) -> usize {

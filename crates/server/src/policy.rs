@@ -169,12 +169,13 @@ pub async fn recorded_decisions(
     let mut c = Collector::new(since);
     let mut after = 0;
     loop {
-        let page = store.scan_events(after, 20_000).await?;
-        let Some((last, _)) = page.last() else { return Ok(c.finish()) };
-        after = *last;
+        let page = store.scan_decision_events(after, 20_000).await?;
+        let Some(last) = page.last() else { return Ok(c.finish()) };
+        after = last.seq;
         let n = page.len();
-        for (_, ev) in page {
-            c.push(ev);
+        for ev in &page {
+            c.push_raw(&ev.order_id, &ev.kind, &ev.data)
+                .map_err(|e| StoreError::Corrupt(format!("event {} of order {}: {e}", ev.seq, ev.order_id)))?;
         }
         on_page(n);
     }
