@@ -36,7 +36,7 @@ pub mod template;
 pub use carriers::{CarrierMatrix, choose_carrier};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::OnError;
-pub use replay::{Collector, RecordedDecision, ReplayReport, replay};
+pub use replay::{Collector, Parsed, RecordedDecision, ReplayReport, parse_raw, replay};
 
 use check::{MAX_EXPR_BYTES, MAX_NODES, Ty};
 use error::{Locator, suggest};

@@ -390,27 +390,91 @@ impl Collector {
                 if self.since.is_some_and(|s| e.inputs.now < s) {
                     return;
                 }
-                let Some(facts) = self.facts.get(&ev.order_id) else { return };
-                if let Some(prev) = self.last.insert(ev.order_id.clone(), self.out.len())
-                    && let Some(p) = self.out.get_mut(prev)
-                {
-                    p.latest = false;
-                }
-                self.out.push(RecordedDecision {
-                    order_id: ev.order_id,
-                    facts: facts.clone(),
-                    now: e.inputs.now,
-                    outcome: e.outcome,
-                    hold_reasons: e.hold_reasons,
-                    priority: e.priority,
-                    latest_departure: e.inputs.latest_departure,
-                    policy: e.policy,
-                    rules: e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect(),
-                    latest: true,
-                });
+                let Some(facts) = self.facts.get(&ev.order_id).cloned() else { return };
+                let rules = e.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect();
+                self.record(
+                    ev.order_id,
+                    facts,
+                    e.inputs.now,
+                    e.outcome,
+                    e.hold_reasons,
+                    e.priority,
+                    e.inputs.latest_departure,
+                    e.policy,
+                    rules,
+                );
             }
             _ => {}
         }
+    }
+
+    /// Feeds one stored event by its type and JSON, parsing only what a replay needs (the
+    /// facts; an evaluation's outcome, reasons, priority, instant, policy and fired rules).
+    /// Other types are skipped.
+    pub fn push_raw(&mut self, order_id: &str, kind: &str, data: &str) -> Result<(), serde_json::Error> {
+        if let Some(p) = parse_raw(order_id, kind, data)? {
+            self.push_parsed(p);
+        }
+        Ok(())
+    }
+
+    /// Feeds an event parsed by [`parse_raw`] (parsing can run in parallel; feeding is in order).
+    pub fn push_parsed(&mut self, p: Parsed) {
+        match p {
+            Parsed::Facts { order_id, facts } => {
+                self.facts.insert(order_id, facts);
+            }
+            Parsed::Decision { order_id, d } => {
+                if self.since.is_some_and(|s| d.inputs.now < s) {
+                    return;
+                }
+                let Some(facts) = self.facts.get(&order_id).cloned() else { return };
+                let rules = d.rules.into_iter().filter(|r| r.reason.is_some()).map(|r| r.rule).collect();
+                self.record(
+                    order_id,
+                    facts,
+                    d.inputs.now,
+                    d.outcome,
+                    d.hold_reasons,
+                    d.priority,
+                    d.inputs.latest_departure,
+                    d.policy,
+                    rules,
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        order_id: String,
+        facts: Arc<OrderFacts>,
+        now: DateTime<Utc>,
+        outcome: OrderState,
+        hold_reasons: Vec<HoldReason>,
+        priority: i32,
+        latest_departure: DateTime<Utc>,
+        policy: String,
+        rules: Vec<String>,
+    ) {
+        if let Some(prev) = self.last.insert(order_id.clone(), self.out.len())
+            && let Some(p) = self.out.get_mut(prev)
+        {
+            p.latest = false;
+        }
+        self.out.push(RecordedDecision {
+            order_id,
+            facts,
+            now,
+            outcome,
+            hold_reasons,
+            priority,
+            latest_departure,
+            policy,
+            rules,
+            latest: true,
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -424,4 +488,52 @@ impl Collector {
     pub fn finish(self) -> Vec<RecordedDecision> {
         self.out
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SlimInputs {
+    now: DateTime<Utc>,
+    latest_departure: DateTime<Utc>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SlimRule {
+    rule: String,
+    #[serde(default)]
+    reason: Option<HoldReason>,
+}
+
+/// The part of a recorded evaluation a replay compares against.
+#[derive(Debug, serde::Deserialize)]
+pub struct SlimDecision {
+    outcome: OrderState,
+    hold_reasons: Vec<HoldReason>,
+    priority: i32,
+    inputs: SlimInputs,
+    policy: String,
+    #[serde(default)]
+    rules: Vec<SlimRule>,
+}
+
+/// A stored event parsed for replay.
+#[derive(Debug)]
+pub enum Parsed {
+    Facts { order_id: String, facts: Arc<OrderFacts> },
+    Decision { order_id: String, d: SlimDecision },
+}
+
+/// Parses a stored event (`kind`, JSON `data`) for replay; `None` for types a replay skips.
+pub fn parse_raw(order_id: &str, kind: &str, data: &str) -> Result<Option<Parsed>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct WithFacts {
+        facts: OrderFacts,
+    }
+    Ok(match kind {
+        "order.received" | "order.updated" => {
+            let w: WithFacts = serde_json::from_str(data)?;
+            Some(Parsed::Facts { order_id: order_id.to_string(), facts: Arc::new(w.facts) })
+        }
+        "order.evaluated" => Some(Parsed::Decision { order_id: order_id.to_string(), d: serde_json::from_str(data)? }),
+        _ => None,
+    })
 }

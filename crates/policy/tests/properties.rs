@@ -192,3 +192,32 @@ message = 'only cheap lines, {order.line_count} of them; {now.weekday} {now.loca
     }
     assert!(errors > 0, "some orders have no channel: the probe rule must fail on them");
 }
+
+#[test]
+fn decisions_read_from_stored_json_equal_those_from_parsed_events() {
+    use dispatch_core::{Event, EventData};
+    let policy = Policy::default_policy();
+    let whs = common::warehouses();
+    let mut full = dispatch_policy::Collector::new(None);
+    let mut raw = dispatch_policy::Collector::new(None);
+    for (i, (facts, now)) in common::orders(11, 300).into_iter().enumerate() {
+        let e = policy.evaluate(&facts, whs.get(&facts.warehouse).unwrap(), now);
+        for (v, data) in [EventData::Received { facts }, EventData::Evaluated(e)].into_iter().enumerate() {
+            let json = serde_json::to_string(&data).unwrap();
+            let kind = data.kind();
+            let ev = Event {
+                order_id: format!("ord_{i}"),
+                version: v as u64 + 1,
+                at: now,
+                actor: "t".into(),
+                request_id: None,
+                data,
+            };
+            raw.push_raw(&ev.order_id, kind, &json).unwrap();
+            full.push(ev);
+        }
+    }
+    let (a, b) = (full.finish(), raw.finish());
+    assert_eq!(a.len(), 300);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
 use dispatch_core::{Command, Ctx, Evaluation, Evaluator, OrderFacts, OrderState, Warehouse, decide};
-use dispatch_policy::{Collector, Policy, PolicyErrors, RecordedDecision};
-use dispatch_store::{OrderQuery, OrderWrite, Store, StoreError, Target, WriteMeta};
+use dispatch_policy::{Collector, Parsed, Policy, PolicyErrors, RecordedDecision, parse_raw};
+use dispatch_store::{OrderQuery, OrderWrite, RawEvent, Store, StoreError, Target, WriteMeta};
 use futures::StreamExt;
 
 use crate::AppState;
@@ -160,22 +160,63 @@ pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
     Ok(pass)
 }
 
-/// Reads every recorded decision (evaluated at or after `since`) from the event log.
+/// Reads every recorded decision (evaluated at or after `since`) from the event log. Pages are
+/// parsed on two threads while the next page is read.
 pub async fn recorded_decisions(
     store: &dyn Store,
     since: Option<DateTime<Utc>>,
     on_page: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<RecordedDecision>, StoreError> {
+    type Parsing = tokio::task::JoinHandle<Result<Vec<Parsed>, StoreError>>;
+    fn parse(page: Vec<RawEvent>) -> Parsing {
+        tokio::task::spawn_blocking(move || {
+            let half = page.len().div_ceil(2).max(1);
+            std::thread::scope(|s| {
+                let parts: Vec<_> = page
+                    .chunks(half)
+                    .map(|chunk| {
+                        s.spawn(move || {
+                            let mut out = Vec::with_capacity(chunk.len());
+                            for ev in chunk {
+                                let p = parse_raw(&ev.order_id, &ev.kind, &ev.data).map_err(|e| {
+                                    StoreError::Corrupt(format!("event {} of order {}: {e}", ev.seq, ev.order_id))
+                                })?;
+                                out.extend(p);
+                            }
+                            Ok::<_, StoreError>(out)
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(page.len());
+                for h in parts {
+                    all.extend(h.join().map_err(|_| StoreError::Corrupt("a parser thread failed".into()))??);
+                }
+                Ok(all)
+            })
+        })
+    }
     let mut c = Collector::new(since);
     let mut after = 0;
+    let mut pending: Option<(Parsing, usize)> = None;
     loop {
-        let page = store.scan_events(after, 20_000).await?;
-        let Some((last, _)) = page.last() else { return Ok(c.finish()) };
-        after = *last;
-        let n = page.len();
-        for (_, ev) in page {
-            c.push(ev);
+        let page = store.scan_decision_events(after, 20_000).await?;
+        if let Some(last) = page.last() {
+            after = last.seq;
         }
-        on_page(n);
+        let next = (!page.is_empty()).then(|| {
+            let n = page.len();
+            (parse(page), n)
+        });
+        if let Some((job, n)) = pending.take() {
+            let parsed = job.await.map_err(|_| StoreError::Corrupt("parsing the event log failed".into()))??;
+            for p in parsed {
+                c.push_parsed(p);
+            }
+            on_page(n);
+        }
+        match next {
+            Some(n) => pending = Some(n),
+            None => return Ok(c.finish()),
+        }
     }
 }

@@ -168,6 +168,15 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
+/// An event as stored: its position in the log, order, type and JSON data.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub seq: i64,
+    pub order_id: String,
+    pub kind: String,
+    pub data: String,
+}
+
 /// Counts for `/metrics`, computed from the projection at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct OrderCounts {
@@ -300,9 +309,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_orders(&self, q: &OrderQuery) -> Result<Page<Order>, StoreError>;
     /// The order's whole stream, oldest first.
     async fn events(&self, order_id: &str) -> Result<Vec<Event>, StoreError>;
-    /// Events of all orders in the order they were recorded, after position `after_seq`
-    /// (0 for the start); returns each with its position. For replay and exports.
-    async fn scan_events(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, Event)>, StoreError>;
+    /// The events a decision is made on (`order.received`, `order.updated`, `order.evaluated`)
+    /// of all orders in recording order, after position `after_seq` (0 for the start), as
+    /// stored: the reader parses only what it needs. For what-if replay.
+    async fn scan_decision_events(&self, after_seq: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
     async fn order_count(&self) -> Result<i64, StoreError>;
     async fn counts(&self) -> Result<OrderCounts, StoreError>;
 

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::time::{from_micros, to_micros};
 use crate::write::{Msg, Pending, order_from_doc};
 use crate::{
-    DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page, RunEnd,
-    ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
+    DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page,
+    RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
 mod writer;
@@ -259,9 +259,10 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn scan_events(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, Event)>, StoreError> {
+    async fn scan_decision_events(&self, after_seq: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, order_id, version, at, actor, request_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, order_id, kind, data FROM events WHERE seq > ?1 \
+             AND kind IN ('order.received', 'order.updated', 'order.evaluated') ORDER BY seq LIMIT ?2",
         )
         .bind(after_seq)
         .bind(i64::from(limit.clamp(1, 100_000)))
@@ -269,18 +270,12 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let data: String = r.try_get("data")?;
-                Ok((
-                    r.try_get::<i64, _>("seq")?,
-                    Event {
-                        order_id: r.try_get("order_id")?,
-                        version: r.try_get::<i64, _>("version")? as u64,
-                        at: from_micros(r.try_get("at")?),
-                        actor: r.try_get("actor")?,
-                        request_id: r.try_get("request_id")?,
-                        data: serde_json::from_str::<EventData>(&data)?,
-                    },
-                ))
+                Ok(RawEvent {
+                    seq: r.try_get("seq")?,
+                    order_id: r.try_get("order_id")?,
+                    kind: r.try_get("kind")?,
+                    data: r.try_get("data")?,
+                })
             })
             .collect()
     }
