@@ -78,7 +78,7 @@ impl SqliteStore {
             .await?;
         // Checkpoints copy the WAL back into the database file and fsync it. Run in the writer
         // (SQLite's default) they stall every write queued behind them; run here, beside it,
-        // in PASSIVE mode, they never block a writer or a reader.
+        // in PASSIVE mode, they never block a writer or a reader (see the TRUNCATE below).
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut wconn).await?;
         let checkpointer = pool.clone();
         tokio::spawn(async move {
@@ -93,8 +93,9 @@ impl SqliteStore {
                     sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&checkpointer).await;
                 match r {
                     // Under sustained writes the WAL is never fully copied back and so never
-                    // restarts; past 64k pages (256 MiB) make room once, briefly holding writes.
-                    Ok((_, log, _)) if log > 65_536 => {
+                    // restarts; past 16k pages (64 MiB) finish the copy and truncate it, briefly
+                    // holding writes (most pages were copied by the passive runs already).
+                    Ok((_, log, _)) if log > 16_384 => {
                         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&checkpointer).await {
                             tracing::warn!(error = %e, "WAL truncation failed; it is retried");
                         }
