@@ -93,9 +93,9 @@ impl SqliteStore {
                     sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&checkpointer).await;
                 match r {
                     // Under sustained writes the WAL is never fully copied back and so never
-                    // restarts; past 16k pages (64 MiB) finish the copy and truncate it, briefly
-                    // holding writes (most pages were copied by the passive runs already).
-                    Ok((_, log, _)) if log > 16_384 => {
+                    // restarts (it does as soon as writes pause); past 256k pages (1 GiB) finish
+                    // the copy and truncate it, holding writes for a moment — a safety valve.
+                    Ok((_, log, _)) if log > 262_144 => {
                         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&checkpointer).await {
                             tracing::warn!(error = %e, "WAL truncation failed; it is retried");
                         }
@@ -311,6 +311,19 @@ impl Store for SqliteStore {
         }
         let now_us = to_micros(now);
         let lease_until = to_micros(now + lease);
+        // An idle poll must not take the write lock (it would queue behind, and hold up, the
+        // writer): look first, read-only.
+        let mut probe: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM jobs WHERE kind IN (");
+        let mut sep = probe.separated(", ");
+        for k in kinds {
+            sep.push_bind(k.to_string());
+        }
+        probe.push(") AND ((status = 'pending' AND run_at <= ").push_bind(now_us);
+        probe.push(") OR (status = 'running' AND lease_until < ").push_bind(now_us).push(")))");
+        let due: bool = probe.build_query_scalar().fetch_one(&self.pool).await?;
+        if !due {
+            return Ok(vec![]);
+        }
         // One statement, so SQLite's single writer makes the claim atomic; PostgreSQL will use
         // FOR UPDATE SKIP LOCKED for the same effect across nodes.
         let mut b: QueryBuilder<Sqlite> =
