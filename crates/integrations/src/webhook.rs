@@ -213,13 +213,18 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 /// Reads a webhook body. `Ok(None)`: a well-formed event that is not about tracking (e.g. a
 /// batch or refund event), acknowledged and ignored.
 pub fn parse(format: &WebhookFormat, body: &[u8]) -> Result<Option<ParsedEvent>, ParseError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    if !v.is_object() {
-        return Err(ParseError::NotJson("the body must be a JSON object".into()));
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Tell malformed JSON from JSON that is not an object.
+        return Err(ParseError::NotJson(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => "the body must be a JSON object".into(),
+            Err(e) => e.to_string(),
+        }));
     }
     match format {
-        WebhookFormat::Easypost => parse_easypost(&v),
+        WebhookFormat::Easypost => parse_easypost(body),
         WebhookFormat::Json { event_id, tracking_number, status, event_time, created_at, detail } => {
+            let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
             Ok(Some(ParsedEvent {
                 event_id: str_at(&v, event_id)?.to_string(),
                 tracking_number: str_at(&v, tracking_number)?.to_string(),
@@ -232,33 +237,91 @@ pub fn parse(format: &WebhookFormat, body: &[u8]) -> Result<Option<ParsedEvent>,
     }
 }
 
-fn parse_easypost(v: &serde_json::Value) -> Result<Option<ParsedEvent>, ParseError> {
-    let description = str_at(v, "/description")?;
-    if !description.starts_with("tracker.") {
+type Text<'a> = Option<std::borrow::Cow<'a, str>>;
+
+/// Just enough of an EasyPost `Event` to know whether it is about tracking.
+#[derive(Deserialize)]
+struct EpEnvelope<'a> {
+    #[serde(borrow, default)]
+    description: Text<'a>,
+}
+
+/// The fields of an EasyPost `tracker.*` event that dispatchd reads; the rest is skipped.
+#[derive(Deserialize)]
+struct EpEvent<'a> {
+    #[serde(borrow, default)]
+    id: Text<'a>,
+    #[serde(borrow, default)]
+    created_at: Text<'a>,
+    #[serde(borrow, default)]
+    result: Option<EpTracker<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EpTracker<'a> {
+    #[serde(borrow, default)]
+    tracking_code: Text<'a>,
+    #[serde(borrow, default)]
+    status: Text<'a>,
+    #[serde(borrow, default)]
+    status_detail: Text<'a>,
+    #[serde(borrow, default)]
+    updated_at: Text<'a>,
+    #[serde(borrow, default)]
+    tracking_details: Vec<EpDetail<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EpDetail<'a> {
+    #[serde(borrow, default)]
+    status: Text<'a>,
+    #[serde(borrow, default)]
+    datetime: Text<'a>,
+    #[serde(borrow, default)]
+    message: Text<'a>,
+}
+
+fn required<'a>(v: &'a Text<'_>, field: &str) -> Result<&'a str, ParseError> {
+    v.as_deref().ok_or_else(|| ParseError::Missing(field.to_string()))
+}
+
+fn time_of(v: &Text<'_>, field: &str) -> Result<DateTime<Utc>, ParseError> {
+    let s = required(v, field)?;
+    parse_time(s).ok_or_else(|| ParseError::BadTime { field: field.into(), value: s.chars().take(40).collect() })
+}
+
+/// Typed and borrowing: a webhook is read without building a JSON tree.
+fn parse_easypost(body: &[u8]) -> Result<Option<ParsedEvent>, ParseError> {
+    let shape = |e: serde_json::Error| {
+        if e.is_data() {
+            ParseError::Missing(format!("a well-typed event ({e})"))
+        } else {
+            ParseError::NotJson(e.to_string())
+        }
+    };
+    let envelope: EpEnvelope<'_> = serde_json::from_slice(body).map_err(shape)?;
+    if !required(&envelope.description, "/description")?.starts_with("tracker.") {
         return Ok(None);
     }
-    let event_id = str_at(v, "/id")?.to_string();
-    let created_at = time_at(v, "/created_at")?;
-    let tracker = v.get("result").ok_or_else(|| ParseError::Missing("/result".into()))?;
-    let tracking_number = str_at(tracker, "/tracking_code")?.to_string();
-    let carrier_status = str_at(tracker, "/status")?.to_string();
+    let ev: EpEvent<'_> = serde_json::from_slice(body).map_err(shape)?;
+    let event_id = required(&ev.id, "/id")?.to_string();
+    let created_at = time_of(&ev.created_at, "/created_at")?;
+    let tracker = ev.result.ok_or_else(|| ParseError::Missing("/result".into()))?;
+    let tracking_number = required(&tracker.tracking_code, "/result/tracking_code")?.to_string();
+    let carrier_status = required(&tracker.status, "/result/status")?.to_string();
     // The event's time is that of the latest tracking detail with the tracker's status; a
     // tracker without details uses its `updated_at`.
-    let details = tracker.get("tracking_details").and_then(|d| d.as_array());
-    let latest = details.and_then(|d| {
-        d.iter()
-            .filter(|x| x.get("status").and_then(|s| s.as_str()) == Some(carrier_status.as_str()))
-            .filter_map(|x| {
-                let t = x.get("datetime").and_then(|t| t.as_str()).and_then(parse_time)?;
-                Some((t, x.get("message").and_then(|m| m.as_str()).map(str::to_string)))
-            })
-            .max_by_key(|(t, _)| *t)
-    });
+    let latest = tracker
+        .tracking_details
+        .iter()
+        .filter(|d| d.status.as_deref() == Some(carrier_status.as_str()))
+        .filter_map(|d| Some((parse_time(d.datetime.as_deref()?)?, d.message.as_deref())))
+        .max_by_key(|(t, _)| *t);
     let (event_time, detail) = match latest {
-        Some((t, m)) => (t, m),
-        None => (time_at(tracker, "/updated_at")?, None),
+        Some((t, m)) => (t, m.map(str::to_string)),
+        None => (time_of(&tracker.updated_at, "/result/updated_at")?, None),
     };
-    let detail = detail.or_else(|| tracker.get("status_detail").and_then(|s| s.as_str()).map(str::to_string));
+    let detail = detail.or_else(|| tracker.status_detail.as_deref().map(str::to_string));
     Ok(Some(ParsedEvent {
         event_id,
         tracking_number,

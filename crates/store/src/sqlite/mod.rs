@@ -83,7 +83,7 @@ impl SqliteStore {
             .await?;
         // Checkpoints copy the WAL back into the database file and fsync it. Run in the writer
         // (SQLite's default) they stall every write queued behind them; run here, beside it,
-        // in PASSIVE mode, they never block a writer or a reader.
+        // in PASSIVE mode, they never block a writer or a reader (see the TRUNCATE below).
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut wconn).await?;
         let checkpointer = pool.clone();
         tokio::spawn(async move {
@@ -98,8 +98,9 @@ impl SqliteStore {
                     sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&checkpointer).await;
                 match r {
                     // Under sustained writes the WAL is never fully copied back and so never
-                    // restarts; past 64k pages (256 MiB) make room once, briefly holding writes.
-                    Ok((_, log, _)) if log > 65_536 => {
+                    // restarts (it does as soon as writes pause); past 256k pages (1 GiB) finish
+                    // the copy and truncate it, holding writes for a moment — a safety valve.
+                    Ok((_, log, _)) if log > 262_144 => {
                         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&checkpointer).await {
                             tracing::warn!(error = %e, "WAL truncation failed; it is retried");
                         }
@@ -345,6 +346,19 @@ impl Store for SqliteStore {
         }
         let now_us = to_micros(now);
         let lease_until = to_micros(now + lease);
+        // An idle poll must not take the write lock (it would queue behind, and hold up, the
+        // writer): look first, read-only.
+        let mut probe: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM jobs WHERE kind IN (");
+        let mut sep = probe.separated(", ");
+        for k in kinds {
+            sep.push_bind(k.to_string());
+        }
+        probe.push(") AND ((status = 'pending' AND run_at <= ").push_bind(now_us);
+        probe.push(") OR (status = 'running' AND lease_until < ").push_bind(now_us).push(")))");
+        let due: bool = probe.build_query_scalar().fetch_one(&self.pool).await?;
+        if !due {
+            return Ok(vec![]);
+        }
         // One statement, so SQLite's single writer makes the claim atomic; PostgreSQL will use
         // FOR UPDATE SKIP LOCKED for the same effect across nodes.
         let mut b: QueryBuilder<Sqlite> =

@@ -48,7 +48,7 @@ struct Staged {
 
 /// Orders as last committed by this writer. The writer is the only one that writes orders, so
 /// what it committed is what the database holds: a hit saves a read and a JSON parse. Filled
-/// only after a commit, so a failed batch leaves nothing behind.
+/// only after a commit, so a failed batch leaves nothing behind; emptied after a failed batch.
 #[derive(Default)]
 struct Committed {
     orders: HashMap<String, Order>,
@@ -200,6 +200,10 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committe
         }
         Err(e) => {
             tracing::error!(error = %e, "write batch failed; nothing of it was committed");
+            // The cache may be what was wrong (another process wrote the same database, a
+            // version clashed): start from the database again.
+            committed.orders.clear();
+            committed.keys.clear();
             for (reply, _) in replies {
                 let _ =
                     reply.send(Err(StoreError::Unavailable(format!("write batch failed, nothing was committed: {e}"))));
