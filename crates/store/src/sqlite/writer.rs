@@ -56,7 +56,7 @@ struct Committed {
 }
 
 /// Most orders kept (about 10 KiB each); past it a tenth of them, arbitrary ones, are dropped.
-const CACHE_ORDERS: usize = 20_000;
+const CACHE_ORDERS: usize = 2_000;
 
 /// Rows per multi-row statement (well under SQLite's limit on bound parameters).
 const CHUNK: usize = 64;
