@@ -140,6 +140,9 @@ struct Load {
     /// to the current time.
     #[arg(long)]
     run_id: Option<String>,
+    /// Print progress (completions/s and the worst latency) on stderr every this many ms.
+    #[arg(long, default_value_t = 5000)]
+    progress_ms: u64,
 }
 
 #[tokio::main]
@@ -533,19 +536,23 @@ async fn upserts(t: &TargetConn, load: &Load) -> Result<Report> {
     let cpu0 = CpuSnapshot::take(t.pid);
     let start = tokio::time::Instant::now();
     let end = start + duration;
+    // Worst latency (µs) completed since the last progress line.
+    let peak = Arc::new(AtomicU64::new(0));
     let progress = {
-        let (done, stop) = (done.clone(), stop.clone());
+        let (done, stop, peak) = (done.clone(), stop.clone(), peak.clone());
+        let every = Duration::from_millis(load.progress_ms.max(100));
         tokio::spawn(async move {
             let mut last = 0;
-            let mut tick = tokio::time::interval_at(start + Duration::from_secs(5), Duration::from_secs(5));
+            let mut tick = tokio::time::interval_at(start + every, every);
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let now = done.load(Ordering::Relaxed);
                 eprintln!(
-                    "  {:>5.0} s  {:>9} done  {:>7.0}/s",
+                    "  {:>7.1} s  {:>9} done  {:>7.0}/s  worst {:>7.1} ms",
                     start.elapsed().as_secs_f64(),
                     now,
-                    (now - last) as f64 / 5.0
+                    (now - last) as f64 / every.as_secs_f64(),
+                    peak.swap(0, Ordering::Relaxed) as f64 / 1000.0
                 );
                 last = now;
             }
@@ -554,6 +561,7 @@ async fn upserts(t: &TargetConn, load: &Load) -> Result<Report> {
     let mut workers = Vec::with_capacity(connections);
     for mut conn in conns {
         let (next, done, token, run_id) = (next.clone(), done.clone(), t.token.clone(), run_id.clone());
+        let peak = peak.clone();
         let (addr, seed) = (t.addr, load.seed);
         workers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
@@ -590,7 +598,9 @@ async fn upserts(t: &TargetConn, load: &Load) -> Result<Report> {
                 let res = conn.request(req).await;
                 let now = tokio::time::Instant::now();
                 let latency = now.saturating_duration_since(scheduled);
-                hist.saturating_record(latency.as_micros().max(1) as u64);
+                let micros = latency.as_micros().max(1) as u64;
+                hist.saturating_record(micros);
+                peak.fetch_max(micros, Ordering::Relaxed);
                 last_done = now;
                 done.fetch_add(1, Ordering::Relaxed);
                 match res {
@@ -850,6 +860,7 @@ async fn suite(
         rate,
         seed: 1,
         run_id: None,
+        progress_ms: 5000,
     };
 
     for (name, l) in [
