@@ -7,6 +7,7 @@
 //!   window) and parsing into carrier-neutral updates;
 //! - [`resilience`]: exponential backoff with full jitter and a per-carrier circuit breaker,
 //!   as pure functions of an injected time;
+//! - [`vault`]: secrets sealed at rest with AES-256-GCM under a versioned master key ring;
 //! - [`registry`]: carriers built from configuration, with credentials from the environment.
 //!
 //! Secrets are [`Secret`]s: their `Debug` and `Display` print `***`, so they cannot leak into
@@ -18,8 +19,10 @@ pub mod http_json;
 pub mod registry;
 pub mod resilience;
 pub mod secret;
+pub mod vault;
 pub mod webhook;
 
 pub use carrier::{Booking, BookingRequest, CarrierAdapter, CarrierError, Label, Money};
 pub use registry::{Carrier, CarrierConfig, CarrierKind, Carriers, ConfigError};
 pub use secret::Secret;
+pub use vault::{Vault, VaultError};
