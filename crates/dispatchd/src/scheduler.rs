@@ -137,9 +137,10 @@ impl Scheduler {
 
     /// One pass: if this node leads, run every due schedule once. Returns how many ran.
     pub async fn tick(&self) -> Result<usize> {
-        {
+        let new_leader = {
             let mut lease = self.lease.lock().await;
-            if lease.is_none() {
+            let was_leading = lease.is_some();
+            if !was_leading {
                 *lease = self.store.try_lead(LEADER_LOCK).await?;
                 if lease.is_some() {
                     tracing::info!(node = %self.node, "this node now runs the scheduled actions");
@@ -148,14 +149,18 @@ impl Scheduler {
             if lease.is_none() {
                 return Ok(0);
             }
-        }
+            !was_leading
+        };
         let mut ran = 0;
         for row in self.store.schedules().await? {
             let Some(entry) = self.entries.get(&row.name) else { continue };
             let now = self.clock.now();
             let Some(d) = due(&entry.cadence, row.next_run_at, now) else { continue };
-            let Some(run_id) =
-                self.store.begin_run(&row.name, d.scheduled_for, &self.node, now, now - self.stale_after).await?
+            // Leadership only passes when the previous leader's lease is gone (its process or
+            // its database session died): a run it left `running` is dead, take it over now
+            // rather than after `stale_after`.
+            let stale_before = if new_leader { now } else { now - self.stale_after };
+            let Some(run_id) = self.store.begin_run(&row.name, d.scheduled_for, &self.node, now, stale_before).await?
             else {
                 continue; // running elsewhere, or another node just took this tick
             };

@@ -73,6 +73,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000")
+            // After a checkpoint rewinds the WAL, shrink its file back to 64 MiB at most.
+            .pragma("journal_size_limit", "67108864")
             .log_statements(tracing::log::LevelFilter::Trace);
         let mut wconn = connect.connect().await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut wconn).await?;
@@ -82,8 +84,10 @@ impl SqliteStore {
             .connect_with(connect)
             .await?;
         // Checkpoints copy the WAL back into the database file and fsync it. Run in the writer
-        // (SQLite's default) they stall every write queued behind them; run here, beside it,
-        // in PASSIVE mode, they never block a writer or a reader (see the TRUNCATE below).
+        // at SQLite's default 1,000 pages they stall every write queued behind them; so the
+        // bulk of the copying runs here, beside it, in PASSIVE mode, which never blocks a
+        // writer or a reader, and the writer only finishes the copy between batches so that
+        // the WAL rewinds (see `writer::run`).
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut wconn).await?;
         let checkpointer = pool.clone();
         tokio::spawn(async move {

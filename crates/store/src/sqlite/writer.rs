@@ -112,6 +112,10 @@ impl Committed {
     }
 }
 
+/// How often the writer checkpoints when its queue is empty, and at the latest when it is not.
+const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Msg>,
@@ -120,6 +124,7 @@ pub(crate) async fn run(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut committed = Committed::default();
+    let mut last_checkpoint = std::time::Instant::now();
     loop {
         let mut shutdown = false;
         match rx.recv().await {
@@ -136,6 +141,18 @@ pub(crate) async fn run(
         if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed).await {
             // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
             jobs.notify_waiters();
+        }
+        // Keep the WAL short. The background checkpointer copies pages while writes go on, but
+        // it can never finish while new frames keep arriving, and the WAL only restarts from
+        // its beginning once a checkpoint has copied everything. Here, between batches, no frame
+        // can arrive: the little left to copy is copied and the next commit rewinds the WAL.
+        // In a pause of the queue that costs nobody; under saturation once a second at most.
+        let since = last_checkpoint.elapsed();
+        if !shutdown && (since >= CHECKPOINT_IDLE && rx.is_empty() || since >= CHECKPOINT_BUSY) {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+                tracing::warn!(error = %e, "writer's WAL checkpoint failed; it is retried");
+            }
+            last_checkpoint = std::time::Instant::now();
         }
         if shutdown {
             let _ = conn.close().await;
