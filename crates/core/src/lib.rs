@@ -8,6 +8,7 @@
 //! the events into the [`Order`] projection.
 
 pub mod access;
+pub mod audit;
 pub mod address;
 pub mod effects;
 pub mod event;
