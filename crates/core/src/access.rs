@@ -161,7 +161,9 @@ mod tests {
             if std::env::var("UPDATE_DOCS").is_ok() {
                 std::fs::write(path, format!("{}{want}{}", &doc[..start], &doc[stop..])).unwrap();
             } else {
-                panic!("docs/security.md's matrix is stale; run UPDATE_DOCS=1 cargo test -p dispatchd-core docs_security");
+                panic!(
+                    "docs/security.md's matrix is stale; run UPDATE_DOCS=1 cargo test -p dispatchd-core docs_security"
+                );
             }
         }
     }

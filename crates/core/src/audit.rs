@@ -126,7 +126,11 @@ impl std::fmt::Display for Break {
                 write!(f, "entry {seq} was reordered (it was written after entry {follows})")
             }
             Break::Unlinked { seq } => {
-                write!(f, "entry {seq} does not link to entry {}: that entry was removed or changed and re-hashed", seq - 1)
+                write!(
+                    f,
+                    "entry {seq} does not link to entry {}: that entry was removed or changed and re-hashed",
+                    seq - 1
+                )
             }
             Break::Truncated { last, head } => {
                 write!(f, "entries {} to {head} were removed from the end (the chain ends at {last})", last + 1)

@@ -8,8 +8,8 @@
 //! the events into the [`Order`] projection.
 
 pub mod access;
-pub mod audit;
 pub mod address;
+pub mod audit;
 pub mod effects;
 pub mod event;
 pub mod machine;

@@ -234,7 +234,8 @@ pub async fn secret(s: &dyn Store, cmd: SecretCmd) -> Result<()> {
             let v = vault()?;
             let value = read_line_stdin("secret")?;
             let sealed = v.seal(&format!("secret:{name}"), &value);
-            let rec = SealedSecret { name: name.clone(), sealed, key_version: v.active_version(), updated_at: Utc::now() };
+            let rec =
+                SealedSecret { name: name.clone(), sealed, key_version: v.active_version(), updated_at: Utc::now() };
             s.put_secret(&rec, secret_draft("secret.set", &name, v.active_version())).await?;
             eprintln!("secret {name} stored, sealed with key version {}", v.active_version());
         }
@@ -276,7 +277,9 @@ pub async fn opened_secrets(s: &dyn Store) -> Result<std::collections::HashMap<S
     }
     let v = vault().context("the database holds sealed secrets")?;
     for x in stored {
-        let plain = v.open(&format!("secret:{}", x.name), &x.sealed).with_context(|| format!("cannot open secret {}", x.name))?;
+        let plain = v
+            .open(&format!("secret:{}", x.name), &x.sealed)
+            .with_context(|| format!("cannot open secret {}", x.name))?;
         if v.needs_reseal(&x.sealed) {
             tracing::warn!(secret = %x.name, "secret is sealed with an older key version; run `dispatchd secret reseal`");
         }

@@ -38,6 +38,22 @@ fn config(data: &Path) {
     .unwrap();
 }
 
+/// `application/x-www-form-urlencoded` body of these fields.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
 #[tokio::test]
 async fn no_secret_appears_in_any_log_of_a_full_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +73,8 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     let webhook_secret = "whsec-5f1b0c3e9d7a4c21b8e6";
     let api_key = "ak-live-0d9e8f7a6b5c4d3e";
 
-    let (out, err, ok) = run(&with(&["user", "create", "ana", "--roles", "dispatcher", "--password-stdin"]), &env, Some(password));
+    let (out, err, ok) =
+        run(&with(&["user", "create", "ana", "--roles", "dispatcher", "--password-stdin"]), &env, Some(password));
     assert!(ok, "{err}");
     logs.push_str(&out);
     logs.push_str(&err);
@@ -65,7 +82,9 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     assert!(ok, "{err}");
     let token = token.trim().to_string();
     logs.push_str(&err);
-    for (name, value) in [("DISPATCHD_CARRIER_BETA_WEBHOOK_SECRET", webhook_secret), ("DISPATCHD_CARRIER_BETA_API_KEY", api_key)] {
+    for (name, value) in
+        [("DISPATCHD_CARRIER_BETA_WEBHOOK_SECRET", webhook_secret), ("DISPATCHD_CARRIER_BETA_API_KEY", api_key)]
+    {
         let (out, err, ok) = run(&with(&["secret", "set", name]), &env, Some(value));
         assert!(ok, "{err}");
         logs.push_str(&out);
@@ -91,12 +110,23 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     let log_file = dir.path().join("serve.log");
     let server_env: Vec<(String, String)> =
         vec![("DISPATCHD_MASTER_KEY".into(), key.clone()), ("RUST_LOG".into(), "trace".into())];
-    let mut server =
-        Proc::start_with_env(&with(&["serve", "--log-format", "json"]), &server_env, &log_file).await;
+    let mut server = Proc::start_with_env(&with(&["serve", "--log-format", "json"]), &server_env, &log_file).await;
     let client = reqwest::Client::new();
-    let r = client.post(format!("{}/api/v1/orders", server.url)).bearer_auth(&token).json(&order("SEC/1", 4)).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/orders", server.url))
+        .bearer_auth(&token)
+        .json(&order("SEC/1", 4))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = client.post(format!("{}/api/v1/orders", server.url)).bearer_auth(format!("{token}x")).json(&order("SEC/2", 4)).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/orders", server.url))
+        .bearer_auth(format!("{token}x"))
+        .json(&order("SEC/2", 4))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let page = client.get(format!("{}/console/login", server.url)).send().await.unwrap();
     let csrf = page
@@ -109,7 +139,8 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
         let r = client
             .post(format!("{}/console/login", server.url))
             .header("cookie", format!("dsp_csrf={csrf}"))
-            .form(&[("csrf", csrf.as_str()), ("username", "ana"), ("password", attempt)])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("csrf", csrf.as_str()), ("username", "ana"), ("password", attempt)]))
             .send()
             .await
             .unwrap();
@@ -120,14 +151,24 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     let body = br#"{"id":"evt_1","object":"Event","description":"tracker.updated","created_at":"2026-11-24T08:00:00Z","result":{"tracking_code":"NOPE","status":"in_transit"}}"#;
     let scheme = dispatch_integrations::webhook::SignatureScheme::default();
     let sign = |secret: &str| {
-        dispatch_integrations::webhook::signature_header(&scheme, &dispatch_integrations::Secret::new(secret), body, None)
+        dispatch_integrations::webhook::signature_header(
+            &scheme,
+            &dispatch_integrations::Secret::new(secret),
+            body,
+            None,
+        )
     };
     let hook = |sig: String| {
-        client.post(format!("{}/webhooks/carriers/beta", server.url)).header(scheme.header.as_str(), sig).body(body.to_vec()).send()
+        client
+            .post(format!("{}/webhooks/carriers/beta", server.url))
+            .header(scheme.header.as_str(), sig)
+            .body(body.to_vec())
+            .send()
     };
     assert_eq!(hook(sign("wrong-secret")).await.unwrap().status(), 401);
     assert_ne!(hook(sign(webhook_secret)).await.unwrap().status(), 401);
-    let audit = client.get(format!("{}/api/v1/audit?format=jsonl", server.url)).bearer_auth(&token).send().await.unwrap();
+    let audit =
+        client.get(format!("{}/api/v1/audit?format=jsonl", server.url)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(audit.status(), 200);
     let audit = audit.text().await.unwrap();
     server.terminate();
@@ -159,7 +200,8 @@ async fn audit_verify_names_a_tampered_entry_and_users_tokens_are_managed_from_t
     let with = |args: &[&str]| [args, &store[..]].concat();
     let (_, err, ok) = run(&with(&["user", "create", "Bob", "--roles", "dispatcher,supervisor"]), &[], None);
     assert!(ok, "{err}");
-    let (_, err, ok) = run(&with(&["token", "create", "--name", "bob", "--roles", "admin", "--user", "bob"]), &[], None);
+    let (_, err, ok) =
+        run(&with(&["token", "create", "--name", "bob", "--roles", "admin", "--user", "bob"]), &[], None);
     assert!(!ok && err.contains("does not hold the role(s) admin"), "{err}");
     let (token, err, ok) =
         run(&with(&["token", "create", "--name", "bob-cli", "--roles", "dispatcher", "--user", "bob"]), &[], None);

@@ -128,7 +128,7 @@ pub async fn create_token(
     name: &str,
     roles: &[Role],
     now: DateTime<Utc>,
-) -> Result<String, TokenError> {
+) -> Result<String, crate::identity::IdentityError> {
     crate::identity::create_token(store, "cli", name, None, roles, now, None).await
 }
 

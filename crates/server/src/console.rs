@@ -138,7 +138,12 @@ pub async fn session_user(app: &AppState, headers: &HeaderMap) -> Option<(Sessio
         return None;
     }
     let roles = u.roles.iter().filter_map(|r| Role::from_code(r)).collect();
-    let p = Principal { token_id: format!("session:{}", &s.id_hash[..12]), name: u.name.clone(), user: Some(u.name), roles };
+    let p = Principal {
+        token_id: format!("session:{}", &s.id_hash[..12]),
+        name: u.name.clone(),
+        user: Some(u.name),
+        roles,
+    };
     Some((s, p))
 }
 
@@ -251,7 +256,10 @@ pub async fn login(State(app): State<Arc<AppState>>, req: Request) -> Response {
         let lockout = Duration::from_secs(app.security.lockout_secs);
         if app.logins.failed(&name, now_i, app.security.login_failures_before_lockout, lockout) {
             tracing::warn!(user = %name, "console sign-in locked after repeated failures");
-            let _ = app.store.append_audit(vec![draft(&app, "system:console", "console.locked_out", &name, &headers)]).await;
+            let _ = app
+                .store
+                .append_audit(vec![draft(&app, "system:console", "console.locked_out", &name, &headers)])
+                .await;
         }
         return fresh_form(&app, StatusCode::UNAUTHORIZED, Some(FAILED));
     };

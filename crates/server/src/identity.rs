@@ -65,7 +65,10 @@ pub fn hash_password(password: &str) -> Result<String, IdentityError> {
     if password.chars().count() < 12 {
         return Err(IdentityError::WeakPassword);
     }
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| IdentityError::Hash(e.to_string()))
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| IdentityError::Hash(e.to_string()))
 }
 
 /// A hash of a password nobody knows, computed once: checked when the user is unknown or has
@@ -160,16 +163,13 @@ pub async fn set_roles(
     let before = serde_json::json!({ "roles": u.roles }).to_string();
     u.roles = codes(roles);
     let after = serde_json::json!({ "roles": u.roles }).to_string();
-    store.update_user(&u, draft(actor, "user.roles_changed", format!("user:{name}"), Some(before), Some(after))).await?;
+    store
+        .update_user(&u, draft(actor, "user.roles_changed", format!("user:{name}"), Some(before), Some(after)))
+        .await?;
     Ok(u)
 }
 
-pub async fn set_password(
-    store: &dyn Store,
-    actor: &str,
-    name: &str,
-    password: &str,
-) -> Result<(), IdentityError> {
+pub async fn set_password(store: &dyn Store, actor: &str, name: &str, password: &str) -> Result<(), IdentityError> {
     let mut u = user(store, name).await?;
     u.password_hash = Some(hash_password(password)?);
     // The audit entry says that it changed, never what to.
@@ -194,8 +194,7 @@ pub async fn create_token(
         if u.disabled_at.is_some() {
             return Err(IdentityError::Disabled(user_name.to_string()));
         }
-        let missing: Vec<&str> =
-            roles.iter().map(|r| r.code()).filter(|r| !u.roles.iter().any(|ur| ur == r)).collect();
+        let missing: Vec<&str> = roles.iter().map(|r| r.code()).filter(|r| !u.roles.iter().any(|ur| ur == r)).collect();
         if !missing.is_empty() {
             return Err(IdentityError::RolesExceedUser { user: user_name.to_string(), missing: missing.join(", ") });
         }
@@ -206,7 +205,9 @@ pub async fn create_token(
         "user": user_name, "expires_at": t.record.expires_at,
     })
     .to_string();
-    store.create_token(&t.record, draft(actor, "token.created", format!("token:{}", t.record.id), None, Some(after))).await?;
+    store
+        .create_token(&t.record, draft(actor, "token.created", format!("token:{}", t.record.id), None, Some(after)))
+        .await?;
     Ok(t.token)
 }
 

@@ -19,8 +19,8 @@ use tower_http::trace::TraceLayer;
 
 pub mod audit;
 pub mod auth;
-pub mod console;
 pub mod clock;
+pub mod console;
 pub mod extract;
 pub mod identity;
 pub mod limits;

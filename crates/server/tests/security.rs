@@ -11,6 +11,22 @@ use dispatch_server::identity;
 use dispatch_server::limits::SecurityConfig;
 use serde_json::Value;
 
+/// `application/x-www-form-urlencoded` body of these fields.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
 async fn audit(app: &TestApp, query: &str) -> Value {
     let r = app.get(&format!("/api/v1/audit{query}"), app.token(Role::Auditor)).await;
     assert_eq!(r.status(), 200, "audit{query}");
@@ -36,8 +52,7 @@ async fn a_removed_role_or_a_disabled_user_takes_effect_on_the_next_write() {
     .await
     .unwrap();
     // A token cannot hold more than its user.
-    let too_much =
-        identity::create_token(s, "cli:test", "x", Some("ana"), &[Role::Admin], start_time(), None).await;
+    let too_much = identity::create_token(s, "cli:test", "x", Some("ana"), &[Role::Admin], start_time(), None).await;
     assert!(matches!(too_much, Err(identity::IdentityError::RolesExceedUser { .. })), "{too_much:?}");
 
     let retry = || app.client.post(format!("{}/api/v1/dead-letters/999/retry", app.url)).bearer_auth(&token).send();
@@ -222,7 +237,8 @@ async fn sign_in(app: &TestApp, f: &Form, user: &str, password: &str, field_csrf
     app.client
         .post(format!("{}/console/login", app.url))
         .header("cookie", format!("dsp_csrf={}", f.csrf))
-        .form(&[("csrf", field_csrf), ("username", user), ("password", password)])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", field_csrf), ("username", user), ("password", password)]))
         .send()
         .await
         .unwrap()
@@ -232,7 +248,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn console_sign_in_checks_csrf_answers_failures_alike_and_locks_out() {
-    let security = SecurityConfig { login_failures_before_lockout: 3, ..Default::default() };
+    let security = SecurityConfig { login_failures_before_lockout: 2, ..Default::default() };
     let app = TestApp::spawn_with(dispatch_integrations::Carriers::empty(), security).await;
     identity::create_user(app.store.as_ref(), "cli:test", "ana", &[Role::Dispatcher], Some(PASSWORD), start_time())
         .await
@@ -245,7 +261,8 @@ async fn console_sign_in_checks_csrf_answers_failures_alike_and_locks_out() {
     let no_cookie = app
         .client
         .post(format!("{}/console/login", app.url))
-        .form(&[("csrf", f.csrf.as_str()), ("username", "ana"), ("password", PASSWORD)])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", f.csrf.as_str()), ("username", "ana"), ("password", PASSWORD)]))
         .send()
         .await
         .unwrap();
@@ -261,7 +278,7 @@ async fn console_sign_in_checks_csrf_answers_failures_alike_and_locks_out() {
     assert_eq!(strip(unknown.text().await.unwrap()), wrong);
     assert!(wrong.contains("unknown user or wrong password"));
 
-    // Third failure for `ana` locks her out: even the right password is refused for now.
+    // A second failure for `ana` locks her out: even the right password is refused for now.
     assert_eq!(sign_in(&app, &f, "ana", "wrong again!!!!", &f.csrf).await.status(), 401);
     let locked = sign_in(&app, &f, "ana", PASSWORD, &f.csrf).await;
     assert_eq!(locked.status(), 429);
@@ -295,7 +312,8 @@ async fn console_session_cookie_and_sign_out() {
     let r = client
         .post(format!("{}/console/login", app.url))
         .header("cookie", format!("dsp_csrf={}", f.csrf))
-        .form(&[("csrf", f.csrf.as_str()), ("username", "Ana"), ("password", PASSWORD)])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", f.csrf.as_str()), ("username", "Ana"), ("password", PASSWORD)]))
         .send()
         .await
         .unwrap();
@@ -321,7 +339,8 @@ async fn console_session_cookie_and_sign_out() {
         client
             .post(format!("{}/console/logout", app.url))
             .header("cookie", format!("dsp_session={session}"))
-            .form(&[("csrf", csrf)])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("csrf", csrf.as_str())]))
             .send()
     };
     // The pre-sign-in token is not the session's: refused.

@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dispatch_core::audit::{AuditDraft, AuditEntry};
 use dispatch_core::Event;
+use dispatch_core::audit::{AuditDraft, AuditEntry};
 
 use crate::{StoreError, TokenRecord};
 
@@ -148,7 +148,8 @@ pub async fn verify_chain(
     let mut events_checked = 0;
     let mut after = 0;
     let problem = 'walk: loop {
-        let page = store.audit_entries(&AuditQuery { after_seq: Some(after), limit: 2_000, ..Default::default() }).await?;
+        let page =
+            store.audit_entries(&AuditQuery { after_seq: Some(after), limit: 2_000, ..Default::default() }).await?;
         let Some(last) = page.last() else { break v.finish((head.0, &head.1)).err().map(|b| b.to_string()) };
         after = last.seq;
         for e in &page {

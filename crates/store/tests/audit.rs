@@ -181,8 +181,10 @@ async fn filters_and_keyset_pages() {
     let ana = store.audit_entries(&q(|q| q.actor = Some("user:ana".into()))).await.unwrap();
     assert_eq!(ana.len(), 6);
     let page1 = store.audit_entries(&AuditQuery { limit: 4, ..Default::default() }).await.unwrap();
-    let page2 =
-        store.audit_entries(&AuditQuery { limit: 4, after_seq: Some(page1[3].seq), ..Default::default() }).await.unwrap();
+    let page2 = store
+        .audit_entries(&AuditQuery { limit: 4, after_seq: Some(page1[3].seq), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(page1.iter().chain(&page2).map(|e| e.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
     let none = store.audit_entries(&q(|q| q.since = Some(now() + chrono::Duration::days(1)))).await.unwrap();
     assert!(none.is_empty());
@@ -235,9 +237,11 @@ async fn a_changed_event_is_named_against_its_entry() {
     let (loc, store) = seeded(&dir).await;
     let first = all(store.as_ref()).await.remove(0);
     let (order, _) = first.draft.subject.strip_prefix("order:").unwrap().split_once('@').unwrap();
-    loc.exec(&format!("UPDATE events SET data = replace(data, 'odoo', 'oDoo') WHERE order_id = '{order}' AND version = 1"))
-        .await
-        .unwrap();
+    loc.exec(&format!(
+        "UPDATE events SET data = replace(data, 'odoo', 'oDoo') WHERE order_id = '{order}' AND version = 1"
+    ))
+    .await
+    .unwrap();
     let v = verdict(store.as_ref()).await.unwrap();
     assert_eq!(v, format!("event {order} version 1 was changed after audit entry 1 recorded it"));
     // Without the event check the chain itself is intact.
@@ -257,7 +261,8 @@ async fn identity_changes_are_stored_with_their_entries() {
         disabled_at: None,
     };
     store.create_user(&u, draft("user.created", "user:ana")).await.unwrap();
-    let again = store.create_user(&UserRecord { id: "usr_2".into(), ..u.clone() }, draft("user.created", "user:ana")).await;
+    let again =
+        store.create_user(&UserRecord { id: "usr_2".into(), ..u.clone() }, draft("user.created", "user:ana")).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(store.user_by_name("ana").await.unwrap().unwrap(), u);
     let disabled = UserRecord { disabled_at: Some(now()), roles: vec!["auditor".into()], ..u.clone() };
@@ -295,7 +300,8 @@ async fn identity_changes_are_stored_with_their_entries() {
     store.delete_session("sh", draft("console.signed_out", "user:ana")).await.unwrap();
     assert!(store.session("sh").await.unwrap().is_none());
 
-    let sec = SealedSecret { name: "webhook:odoo".into(), sealed: "dsv1:1:xx".into(), key_version: 1, updated_at: now() };
+    let sec =
+        SealedSecret { name: "webhook:odoo".into(), sealed: "dsv1:1:xx".into(), key_version: 1, updated_at: now() };
     store.put_secret(&sec, draft("secret.set", "secret:webhook:odoo")).await.unwrap();
     let sec2 = SealedSecret { sealed: "dsv1:2:yy".into(), key_version: 2, ..sec.clone() };
     store.put_secret(&sec2, draft("secret.resealed", "secret:webhook:odoo")).await.unwrap();
@@ -318,4 +324,28 @@ async fn identity_changes_are_stored_with_their_entries() {
         ]
     );
     assert_eq!(verdict(store.as_ref()).await, None);
+}
+
+/// Two nodes (two stores on one database) writing at once still make one gap-free chain: on
+/// PostgreSQL the head row lock orders them; on SQLite the database lock does.
+#[tokio::test]
+async fn two_nodes_writing_at_once_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loc, a) = open(&dir).await;
+    let b = loc.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            node.execute(upsert(&format!("N/{i}"), "token:erp", &["integration"], "r")).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let entries = all(a.as_ref()).await;
+    assert_eq!(entries.len(), 240);
+    assert_eq!(entries.last().unwrap().seq, 240);
+    let r = verify_chain(b.as_ref(), true, |_| {}).await.unwrap();
+    assert_eq!((r.problem, r.events_checked), (None, 240));
 }

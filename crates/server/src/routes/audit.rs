@@ -71,9 +71,7 @@ fn parse(params: &[(String, String)]) -> Result<(AuditQuery, Format, bool), Prob
     let bad = |field: &str, msg: String| {
         Problem::bad_request("bad-query", msg.clone()).with_errors(vec![FieldError::new(field, msg)])
     };
-    let time = |field: &str, v: &str| {
-        crate::routes::policy::parse_since(v).map_err(|m| bad(field, m))
-    };
+    let time = |field: &str, v: &str| crate::routes::policy::parse_since(v).map_err(|m| bad(field, m));
     let mut q = AuditQuery { limit: 100, ..Default::default() };
     let mut format = Format::Json;
     let mut limited = false;
@@ -181,54 +179,51 @@ pub async fn list(
     let total = if limited { Some(q.limit as usize) } else { None };
     let first = AuditQuery { limit: 1000.min(total.unwrap_or(1000) as u32), ..q };
     let store = app.store.clone();
-    let stream = futures::stream::unfold(
-        (Some(first), 0usize, format == Format::Csv),
-        move |(next, sent, header)| {
-            let store = store.clone();
-            async move {
-                let mut q = next?;
-                let rows = match store.audit_entries(&q).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "audit export failed");
-                        return Some((Err(std::io::Error::other("audit export failed")), (None, sent, false)));
-                    }
-                };
-                let mut out = String::new();
-                if header {
-                    out.push_str(CSV_HEADER);
+    let stream = futures::stream::unfold((Some(first), 0usize, format == Format::Csv), move |(next, sent, header)| {
+        let store = store.clone();
+        async move {
+            let mut q = next?;
+            let rows = match store.audit_entries(&q).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export failed");
+                    return Some((Err(std::io::Error::other("audit export failed")), (None, sent, false)));
                 }
-                let n = rows.len();
-                let full = n == q.limit as usize;
-                let last = rows.last().map(|e| e.seq);
-                for e in rows {
-                    let v = AuditEntryView::from(e);
-                    if format == Format::Csv {
-                        out.push_str(&csv_line(&v));
-                    } else {
-                        out.push_str(&serde_json::to_string(&v).unwrap_or_default());
-                        out.push('\n');
-                    }
-                }
-                let sent = sent + n;
-                let more = full && total.is_none_or(|t| sent < t);
-                let next = match (more, last) {
-                    (true, Some(seq)) => {
-                        q.after_seq = Some(seq);
-                        if let Some(t) = total {
-                            q.limit = 1000.min((t - sent) as u32);
-                        }
-                        Some(q)
-                    }
-                    _ => None,
-                };
-                if out.is_empty() && next.is_none() {
-                    return None;
-                }
-                Some((Ok::<_, std::io::Error>(out), (next, sent, false)))
+            };
+            let mut out = String::new();
+            if header {
+                out.push_str(CSV_HEADER);
             }
-        },
-    );
+            let n = rows.len();
+            let full = n == q.limit as usize;
+            let last = rows.last().map(|e| e.seq);
+            for e in rows {
+                let v = AuditEntryView::from(e);
+                if format == Format::Csv {
+                    out.push_str(&csv_line(&v));
+                } else {
+                    out.push_str(&serde_json::to_string(&v).unwrap_or_default());
+                    out.push('\n');
+                }
+            }
+            let sent = sent + n;
+            let more = full && total.is_none_or(|t| sent < t);
+            let next = match (more, last) {
+                (true, Some(seq)) => {
+                    q.after_seq = Some(seq);
+                    if let Some(t) = total {
+                        q.limit = 1000.min((t - sent) as u32);
+                    }
+                    Some(q)
+                }
+                _ => None,
+            };
+            if out.is_empty() && next.is_none() {
+                return None;
+            }
+            Some((Ok::<_, std::io::Error>(out), (next, sent, false)))
+        }
+    });
     let mut r = Body::from_stream(stream).into_response();
     let (ctype, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),

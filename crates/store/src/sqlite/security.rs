@@ -113,10 +113,7 @@ impl SqliteStore {
     async fn audited<T, F>(&self, audit: Vec<AuditDraft>, change: F) -> Result<T, StoreError>
     where
         T: Send,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
-            + Send,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send,
     {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -237,15 +234,14 @@ impl SecurityStore for SqliteStore {
         let roles = serde_json::to_string(&u.roles)?;
         self.audited(vec![audit], move |c| {
             Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE users SET roles = ?2, password_hash = ?3, disabled_at = ?4 WHERE id = ?1",
-                )
-                .bind(&u.id)
-                .bind(roles)
-                .bind(&u.password_hash)
-                .bind(u.disabled_at.map(to_micros))
-                .execute(&mut *c)
-                .await?;
+                let done =
+                    sqlx::query("UPDATE users SET roles = ?2, password_hash = ?3, disabled_at = ?4 WHERE id = ?1")
+                        .bind(&u.id)
+                        .bind(roles)
+                        .bind(&u.password_hash)
+                        .bind(u.disabled_at.map(to_micros))
+                        .execute(&mut *c)
+                        .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Conflict(format!("there is no user `{}`", u.name)));
                 }
