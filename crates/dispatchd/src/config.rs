@@ -182,10 +182,6 @@ impl Config {
     }
 
     /// The configured carriers, with credentials from the process environment.
-    pub fn carriers(&self) -> Result<Carriers> {
-        self.carriers_with(&|_| None)
-    }
-
     /// Carriers with credentials from the environment, else from `stored` (sealed secrets).
     pub fn carriers_with(&self, stored: &dyn Fn(&str) -> Option<String>) -> Result<Carriers> {
         let env = |k: &str| std::env::var(k).ok().or_else(|| stored(k));

@@ -325,8 +325,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Key { command: security_cli::KeyCmd::Generate { version } } => {
-            println!("{}", dispatch_integrations::vault::Vault::generate_entry(version));
+        Cmd::Key { command: security_cli::KeyCmd::Generate { key_version } } => {
+            println!("{}", dispatch_integrations::vault::Vault::generate_entry(key_version));
             Ok(())
         }
         Cmd::Secret { command } => {

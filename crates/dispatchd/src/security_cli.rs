@@ -82,8 +82,9 @@ pub enum KeyCmd {
     /// Print a new random master key entry `<version>:<base64>` for DISPATCHD_MASTER_KEY or the
     /// key file (append it to the ring to rotate; the highest version seals).
     Generate {
+        /// The version number of the new key (one higher than the ring's highest to rotate).
         #[arg(long, default_value_t = 1)]
-        version: u32,
+        key_version: u32,
     },
 }
 

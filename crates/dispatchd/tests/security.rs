@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 /// Runs `dispatchd args` with trace logging, `stdin` piped in; returns (stdout, stderr).
-fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (String, String, bool) {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)], stdin: Option<&str>) -> (String, String, bool) {
     let mut child = Command::new(BIN)
         .args(args)
         .envs(env.iter().copied())
@@ -61,9 +61,9 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     config(dir.path());
     let store = ["--data-dir", data.as_str()];
     let mut logs = String::new();
-    let with = |args: &[&str]| [args, &store[..]].concat();
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(store.iter()).map(|s| s.to_string()).collect() };
 
-    let (key, _, ok) = run(&["key", "generate", "--version", "1"], &[], None);
+    let (key, _, ok) = run(&["key", "generate", "--key-version", "1"], &[], None);
     assert!(ok);
     let key = key.trim().to_string();
     let key_material = key.split_once(':').unwrap().1.to_string();
@@ -110,7 +110,9 @@ async fn no_secret_appears_in_any_log_of_a_full_run() {
     let log_file = dir.path().join("serve.log");
     let server_env: Vec<(String, String)> =
         vec![("DISPATCHD_MASTER_KEY".into(), key.clone()), ("RUST_LOG".into(), "trace".into())];
-    let mut server = Proc::start_with_env(&with(&["serve", "--log-format", "json"]), &server_env, &log_file).await;
+    let serve_args = with(&["serve", "--log-format", "json"]);
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let mut server = Proc::start_with_env(&serve_args, &server_env, &log_file).await;
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/api/v1/orders", server.url))
@@ -197,7 +199,7 @@ async fn audit_verify_names_a_tampered_entry_and_users_tokens_are_managed_from_t
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let store = ["--data-dir", data.as_str()];
-    let with = |args: &[&str]| [args, &store[..]].concat();
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(store.iter()).map(|s| s.to_string()).collect() };
     let (_, err, ok) = run(&with(&["user", "create", "Bob", "--roles", "dispatcher,supervisor"]), &[], None);
     assert!(ok, "{err}");
     let (_, err, ok) =
