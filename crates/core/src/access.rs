@@ -22,6 +22,10 @@ pub enum Permission {
     ReplayPolicy,
     /// Send failed integration jobs (dead letters) for another attempt: a manual touch.
     ReprocessDeadLetters,
+    /// Read the audit log (and export it).
+    ReadAudit,
+    /// Create, disable and change users and their tokens.
+    ManageIdentities,
 }
 
 impl Permission {
@@ -33,6 +37,8 @@ impl Permission {
         Permission::WritePolicy,
         Permission::ReplayPolicy,
         Permission::ReprocessDeadLetters,
+        Permission::ReadAudit,
+        Permission::ManageIdentities,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +50,8 @@ impl Permission {
             Permission::WritePolicy => "write_policy",
             Permission::ReplayPolicy => "replay_policy",
             Permission::ReprocessDeadLetters => "reprocess_dead_letters",
+            Permission::ReadAudit => "read_audit",
+            Permission::ManageIdentities => "manage_identities",
         }
     }
 }
@@ -63,7 +71,34 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         // A replay changes nothing; those who shape or audit policy may run one.
         ReplayPolicy => matches!(role, OpsManager | Admin | Supervisor | Auditor),
         ReprocessDeadLetters => matches!(role, Supervisor | OpsManager | Admin),
+        // Auditors read the trail; admins may, to answer for it. Nobody else.
+        ReadAudit => matches!(role, Auditor | Admin),
+        // Who may do what is decided by admins only (and nobody may grant themselves more
+        // than an admin has).
+        ManageIdentities => matches!(role, Admin),
     }
+}
+
+/// The matrix as a Markdown table (permissions × roles), for `docs/security.md`; a test keeps
+/// the document equal to this, so a new permission or role shows up there.
+pub fn matrix_markdown() -> String {
+    let mut out = String::from("| permission |");
+    for r in Role::ALL {
+        out.push_str(&format!(" {} |", r.code()));
+    }
+    out.push_str("\n|---|");
+    for _ in Role::ALL {
+        out.push_str(":-:|");
+    }
+    out.push('\n');
+    for p in Permission::ALL {
+        out.push_str(&format!("| `{}` |", p.code()));
+        for r in Role::ALL {
+            out.push_str(if role_allows(*r, *p) { " ✓ |" } else { "   |" });
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Any of the caller's roles grants it.
@@ -88,6 +123,49 @@ mod tests {
             assert_eq!(may, matches!(r, Role::Supervisor | Role::OpsManager | Role::Admin), "{r}");
         }
         assert!(!allows(&[], Permission::ReadOrders));
+    }
+
+    #[test]
+    fn only_auditors_and_admins_read_the_audit_log_and_only_admins_manage_identities() {
+        for r in Role::ALL {
+            assert_eq!(role_allows(*r, Permission::ReadAudit), matches!(r, Role::Auditor | Role::Admin), "{r}");
+            assert_eq!(role_allows(*r, Permission::ManageIdentities), *r == Role::Admin, "{r}");
+        }
+        // The auditor reads and never changes anything.
+        for p in Permission::ALL {
+            if role_allows(Role::Auditor, *p) {
+                assert!(p.code().starts_with("read_") || *p == Permission::ReplayPolicy, "auditor may {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_markdown_matrix_has_a_row_per_permission_and_a_column_per_role() {
+        let md = matrix_markdown();
+        assert_eq!(md.lines().count(), 2 + Permission::ALL.len());
+        let audit = md.lines().find(|l| l.starts_with("| `read_audit` |")).unwrap();
+        assert_eq!(audit.matches('✓').count(), 2);
+        assert!(md.lines().next().unwrap().contains(" auditor |"));
+    }
+
+    /// docs/security.md carries the matrix as generated here; `UPDATE_DOCS=1` rewrites it.
+    #[test]
+    fn docs_security_md_shows_the_current_matrix() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (begin, end) = ("<!-- matrix:begin -->\n", "<!-- matrix:end -->");
+        let start = doc.find(begin).expect("matrix:begin marker") + begin.len();
+        let stop = doc.find(end).expect("matrix:end marker");
+        let want = matrix_markdown();
+        if doc[start..stop] != want {
+            if std::env::var("UPDATE_DOCS").is_ok() {
+                std::fs::write(path, format!("{}{want}{}", &doc[..start], &doc[stop..])).unwrap();
+            } else {
+                panic!(
+                    "docs/security.md's matrix is stale; run UPDATE_DOCS=1 cargo test -p dispatchd-core docs_security"
+                );
+            }
+        }
     }
 
     #[test]

@@ -83,7 +83,14 @@ pub async fn serve(
     let (policy, origin) = cfg.policy()?;
     tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
     let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
-    let state = AppState::with_parts(store.clone(), warehouses, clock.clone(), policy_state, carriers.clone());
+    let state = AppState::with_security(
+        store.clone(),
+        warehouses,
+        clock.clone(),
+        policy_state,
+        carriers.clone(),
+        cfg.security.clone(),
+    );
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
     let scheduler = scheduler(state.clone(), &cfg.schedules)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -188,7 +195,7 @@ pub async fn load_orders(
         let policy = policy.clone();
         let store = store.clone();
         let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
-        let meta = WriteMeta { actor: actor.to_string(), request_id: None, at: now };
+        let meta = WriteMeta { actor: actor.to_string(), roles: vec![], request_id: None, at: now };
         async move {
             store
                 .execute(OrderWrite {

@@ -52,6 +52,9 @@ pub struct Config {
     pub carriers: BTreeMap<String, CarrierConfig>,
     #[serde(default)]
     pub booking: BookingConfig,
+    /// `[security]`: rate limits, header size, console cookies and sign-in lockout.
+    #[serde(default)]
+    pub security: dispatch_server::limits::SecurityConfig,
 }
 
 /// `[booking]`: how released orders are booked with carriers.
@@ -117,11 +120,11 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
+        // The master key ring and carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the vault and the carrier
         // registry, not configuration keys.
         let env = || {
             Env::prefixed("DISPATCHD_")
-                .ignore(&["config"])
+                .ignore(&["config", "master_key", "master_key_file"])
                 .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
         };
         let base = Figment::from(Serialized::defaults(Defaults {
@@ -179,8 +182,9 @@ impl Config {
     }
 
     /// The configured carriers, with credentials from the process environment.
-    pub fn carriers(&self) -> Result<Carriers> {
-        let env = |k: &str| std::env::var(k).ok();
+    /// Carriers with credentials from the environment, else from `stored` (sealed secrets).
+    pub fn carriers_with(&self, stored: &dyn Fn(&str) -> Option<String>) -> Result<Carriers> {
+        let env = |k: &str| std::env::var(k).ok().or_else(|| stored(k));
         Carriers::build(&self.carriers, self.booking.default_carrier.as_deref(), &|name: &str| {
             Credentials::from_env(name, &env)
         })

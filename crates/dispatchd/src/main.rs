@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod policy_cli;
 mod scheduler;
+mod security_cli;
 mod workers;
 
 use config::{Config, LogFormat, Overrides};
@@ -81,6 +82,32 @@ enum Cmd {
     Token {
         #[command(subcommand)]
         command: TokenCmd,
+    },
+    /// Manage users (people and their roles, console passwords).
+    User {
+        #[command(subcommand)]
+        command: security_cli::UserCmd,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: security_cli::AuditCmd,
+    },
+    /// The master key ring that seals stored secrets.
+    Key {
+        #[command(subcommand)]
+        command: security_cli::KeyCmd,
+    },
+    /// Secrets stored sealed in the database (carrier keys, webhook secrets, SMTP, Odoo).
+    Secret {
+        #[command(subcommand)]
+        command: security_cli::SecretCmd,
+    },
+    /// The permission matrix: which role may do what.
+    Permissions {
+        /// As the Markdown table of docs/security.md.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -164,6 +191,23 @@ enum TokenCmd {
         /// Comma-separated roles, e.g. dispatcher,supervisor.
         #[arg(long)]
         roles: String,
+        /// Act for this user (roles must be a subset of theirs); without it, a service token.
+        #[arg(long)]
+        user: Option<String>,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token (by id `tok_…` or prefix): it stops working on the next request.
+    Revoke {
+        token: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Tokens, one JSON object per line (never a secret or its hash).
+    List {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -211,21 +255,102 @@ async fn run(cli: Cli) -> Result<()> {
             let store_handle = app::open_store(&cfg).await?;
             let listener = app::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, database = %cfg.database()?, "dispatchd serving");
-            let carriers = std::sync::Arc::new(cfg.carriers()?);
+            let stored = security_cli::opened_secrets(store_handle.as_ref()).await?;
+            let carriers = std::sync::Arc::new(cfg.carriers_with(&|k| stored.get(k).cloned())?);
             app::serve(listener, store_handle, &cfg, clock, carriers, cfg.booking.clone()).await
         }
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");
             app::demo(app::DemoArgs { data_dir, listen, seed, orders }, clock).await
         }
-        Cmd::Token { command: TokenCmd::Create { name, roles, store } } => {
+        Cmd::Token { command } => {
             init_logging(LogFormat::Human, "warn");
-            let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
-            let roles = dispatch_server::auth::parse_roles(&roles)?;
+            let store = match &command {
+                TokenCmd::Create { store, .. } | TokenCmd::Revoke { store, .. } | TokenCmd::List { store } => store,
+            };
+            let cfg = Config::load(store.config.as_deref(), &overrides(store, None, None))?;
             let s = app::open_store(&cfg).await?;
-            let token = dispatch_server::auth::create_token(s.as_ref(), &name, &roles, clock.now()).await;
+            let actor = security_cli::cli_actor();
+            let result: Result<()> = async {
+                match command {
+                    TokenCmd::Create { name, roles, user, expires_days, .. } => {
+                        let roles = dispatch_server::auth::parse_roles(&roles)?;
+                        let now = clock.now();
+                        let expires = expires_days.map(|d| now + chrono::Duration::days(i64::from(d)));
+                        let token = dispatch_server::identity::create_token(
+                            s.as_ref(),
+                            &actor,
+                            &name,
+                            user.as_deref(),
+                            &roles,
+                            now,
+                            expires,
+                        )
+                        .await?;
+                        println!("{token}");
+                    }
+                    TokenCmd::Revoke { token, .. } => {
+                        if dispatch_server::identity::revoke_token(s.as_ref(), &actor, &token, clock.now()).await? {
+                            eprintln!("token {token} revoked");
+                        } else {
+                            eprintln!("token {token} was already revoked");
+                        }
+                    }
+                    TokenCmd::List { .. } => security_cli::token_list(s.as_ref()).await?,
+                }
+                Ok(())
+            }
+            .await;
             s.close().await;
-            println!("{}", token?);
+            result
+        }
+        Cmd::User { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store = security_cli::store_args_of_user(&command);
+            let cfg = Config::load(store.config.as_deref(), &overrides(store, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result = security_cli::user(s.as_ref(), command).await;
+            s.close().await;
+            result
+        }
+        Cmd::Audit { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let security_cli::AuditCmd::Verify { store, .. } = &command;
+            let cfg = Config::load(store.config.as_deref(), &overrides(store, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result = security_cli::audit(s.as_ref(), command).await;
+            s.close().await;
+            if !result? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Key { command: security_cli::KeyCmd::Generate { key_version } } => {
+            println!("{}", dispatch_integrations::vault::Vault::generate_entry(key_version));
+            Ok(())
+        }
+        Cmd::Secret { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store = security_cli::store_args_of_secret(&command);
+            let cfg = Config::load(store.config.as_deref(), &overrides(store, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result = security_cli::secret(s.as_ref(), command).await;
+            s.close().await;
+            result
+        }
+        Cmd::Permissions { markdown } => {
+            if markdown {
+                print!("{}", dispatch_core::access::matrix_markdown());
+            } else {
+                for p in dispatch_core::access::Permission::ALL {
+                    let roles: Vec<&str> = dispatch_core::Role::ALL
+                        .iter()
+                        .filter(|r| dispatch_core::access::role_allows(**r, *p))
+                        .map(|r| r.code())
+                        .collect();
+                    println!("{}: {}", p.code(), roles.join(", "));
+                }
+            }
             Ok(())
         }
         Cmd::Policy { command } => {

@@ -221,7 +221,7 @@ impl BookingWorker {
         self.store
             .execute(OrderWrite {
                 target: Target::Id(order_id.to_string()),
-                meta: WriteMeta { actor: "system:booking".into(), request_id: None, at: now },
+                meta: WriteMeta { actor: "system:booking".into(), roles: vec![], request_id: None, at: now },
                 idempotency: None,
                 decide: Box::new(move |cur| decide(cur, cmd.clone(), &Ctx::new(now, &warehouses))),
             })
@@ -313,7 +313,7 @@ impl BookingWorker {
         let warehouses = self.warehouses.clone();
         let write = OrderWrite {
             target: Target::Id(order.id.clone()),
-            meta: WriteMeta { actor: "system:booking".into(), request_id: None, at: now },
+            meta: WriteMeta { actor: "system:booking".into(), roles: vec![], request_id: None, at: now },
             idempotency: None,
             decide: Box::new(move |cur| decide(cur, cmd.clone(), &Ctx::new(now, &warehouses))),
         };

@@ -24,15 +24,28 @@ use crate::problem::Problem;
 /// The authenticated caller, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token (or console session) the request came with.
     pub token_id: String,
+    /// The token's name, or the user's name for a console session.
     pub name: String,
+    /// The user the token acts for; `None` for a service token.
+    pub user: Option<String>,
+    /// The roles in force: the token's roles that its user (if any) still holds.
     pub roles: Vec<Role>,
 }
 
 impl Principal {
-    /// How the caller appears on events and in the audit trail.
+    /// How the caller appears on events and in the audit trail: the user when there is one
+    /// (so two tokens of one person are one actor, as segregation of duties needs).
     pub fn actor(&self) -> String {
-        format!("token:{}", self.name)
+        match &self.user {
+            Some(u) => format!("user:{u}"),
+            None => format!("token:{}", self.name),
+        }
+    }
+
+    pub fn role_codes(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.code().to_string()).collect()
     }
 }
 
@@ -104,20 +117,19 @@ pub fn new_token(
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            user_id: None,
         },
     })
 }
 
-/// Creates a token and stores it; returns the token string to show once.
+/// Creates a service token and stores it; returns the token string to show once.
 pub async fn create_token(
     store: &dyn Store,
     name: &str,
     roles: &[Role],
     now: DateTime<Utc>,
-) -> Result<String, TokenError> {
-    let t = new_token(name, roles, now, None)?;
-    store.insert_token(&t.record).await?;
-    Ok(t.token)
+) -> Result<String, crate::identity::IdentityError> {
+    crate::identity::create_token(store, "cli", name, None, roles, now, None).await
 }
 
 /// Verified tokens for a few seconds, so a busy integration does not cost a database read per
@@ -135,6 +147,16 @@ impl TokenCache {
         map.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
     }
 
+    fn forget(&self, key: &str) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+
+    /// Drops every cached answer (after an in-process change of users or tokens).
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     fn put(&self, key: String, p: Principal) {
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
@@ -145,16 +167,20 @@ impl TokenCache {
 }
 
 /// Resolves a bearer token to its principal, or says why not (the same answer for an unknown
-/// token and a wrong secret, so tokens cannot be probed).
+/// token, a wrong secret, a revoked or expired token and a disabled user, so tokens cannot be
+/// probed). With `fresh`, the cache is bypassed: state-changing requests always see the
+/// current token and user, so a revocation, a disabled user or a removed role takes effect on
+/// the next such request; reads may use an answer up to [`CACHE_TTL`] old.
 pub async fn authenticate(
     store: &dyn Store,
     cache: &TokenCache,
     token: &str,
     now: DateTime<Utc>,
+    fresh: bool,
 ) -> Result<Principal, Problem> {
     const BAD: &str = "the bearer token is not valid; create one with `dispatchd token create`";
     let cache_key = hash_secret(token);
-    if let Some(p) = cache.get(&cache_key) {
+    if !fresh && let Some(p) = cache.get(&cache_key) {
         return Ok(p);
     }
     let mut parts = token.splitn(3, '_');
@@ -165,10 +191,22 @@ pub async fn authenticate(
         store.token_by_prefix(prefix).await.map_err(Problem::from)?.ok_or_else(|| Problem::unauthorized(BAD))?;
     let ok: bool = hash_secret(secret).as_bytes().ct_eq(record.secret_hash.as_bytes()).into();
     if !ok || record.revoked_at.is_some() || record.expires_at.is_some_and(|e| e <= now) {
+        cache.forget(&cache_key);
         return Err(Problem::unauthorized(BAD));
     }
-    let roles = record.roles.iter().filter_map(|r| Role::from_code(r)).collect();
-    let p = Principal { token_id: record.id.clone(), name: record.name.clone(), roles };
+    let mut roles: Vec<Role> = record.roles.iter().filter_map(|r| Role::from_code(r)).collect();
+    let mut user = None;
+    if let Some(user_id) = &record.user_id {
+        let u = store.user_by_id(user_id).await.map_err(Problem::from)?;
+        let Some(u) = u.filter(|u| u.disabled_at.is_none()) else {
+            cache.forget(&cache_key);
+            return Err(Problem::unauthorized(BAD));
+        };
+        // A role taken from the user is gone from all of their tokens at once.
+        roles.retain(|r| u.roles.iter().any(|ur| ur == r.code()));
+        user = Some(u.name);
+    }
+    let p = Principal { token_id: record.id.clone(), name: record.name.clone(), user, roles };
     if record.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1))
         && let Err(e) = store.touch_token(&record.id, now).await
     {
@@ -187,8 +225,13 @@ pub async fn require_token(State(app): State<Arc<AppState>>, mut req: Request, n
         )
         .into_response();
     };
-    match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now()).await {
+    let fresh = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now(), fresh).await {
         Ok(p) => {
+            if let Err(retry) = app.limiters.per_token.take(&p.token_id, std::time::Instant::now()) {
+                metrics::counter!("dispatchd_rate_limited_total", "by" => "token").increment(1);
+                return crate::limits::too_many(retry, "this token");
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }

@@ -17,9 +17,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod console;
 pub mod extract;
+pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
@@ -41,6 +45,11 @@ pub struct AppState {
     pub policy: policy::PolicyState,
     /// Configured carriers: webhook secrets, status mappings (and the adapters the workers use).
     pub carriers: Arc<Carriers>,
+    /// Abuse limits, cookie and sign-in settings.
+    pub security: limits::SecurityConfig,
+    pub limiters: limits::Limiters,
+    /// Failed console sign-ins per user name (temporary lockout).
+    pub logins: console::LoginGuard,
 }
 
 impl AppState {
@@ -81,7 +90,21 @@ impl AppState {
         policy: policy::PolicyState,
         carriers: Arc<Carriers>,
     ) -> Arc<Self> {
+        Self::with_security(store, warehouses, clock, policy, carriers, limits::SecurityConfig::default())
+    }
+
+    pub fn with_security(
+        store: Arc<dyn Store>,
+        warehouses: Warehouses,
+        clock: Arc<dyn Clock>,
+        policy: policy::PolicyState,
+        carriers: Arc<Carriers>,
+        security: limits::SecurityConfig,
+    ) -> Arc<Self> {
         Arc::new(AppState {
+            limiters: limits::Limiters::new(&security),
+            logins: console::LoginGuard::default(),
+            security,
             store,
             warehouses: Arc::new(warehouses),
             clock,
@@ -98,7 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     for (spec, handler) in routes::table() {
         let handler = match spec.access {
             // Signed routes check the sender's signature in the handler (it needs the body).
-            Access::Public | Access::Signed => handler,
+            Access::Public | Access::Signed | Access::Form => handler,
             Access::Requires(p) => handler
                 .route_layer(from_fn_with_state(p, auth::require_permission))
                 .route_layer(from_fn_with_state(state.clone(), auth::require_token)),
@@ -116,6 +139,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), limits::guard))
         .layer(from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())

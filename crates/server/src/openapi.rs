@@ -3,7 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
+use crate::console;
+use crate::routes::{audit, dead_letters, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +15,7 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
         dead_letters::list, dead_letters::retry, webhooks::carrier,
+        audit::list, console::login_page, console::login, console::logout,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -25,13 +27,16 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         dispatch_policy::ReplayReport,
         dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
         webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
+        audit::AuditList, audit::AuditEntryView,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
-         (name = "system", description = "Probes, metrics, this document")),
+         (name = "system", description = "Probes, metrics, this document"),
+         (name = "audit", description = "The tamper-evident audit log"),
+         (name = "console", description = "Console sign-in (HTML forms, session cookie)")),
 )]
 pub struct ApiDoc;
 

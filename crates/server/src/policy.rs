@@ -101,7 +101,7 @@ pub async fn reevaluate(app: &AppState, mut q: OrderQuery, actor: &str) -> Resul
                 let policy = policy.clone();
                 OrderWrite {
                     target: Target::Id(o.id.clone()),
-                    meta: WriteMeta { actor: actor.to_string(), request_id: None, at: now },
+                    meta: WriteMeta { actor: actor.to_string(), roles: vec![], request_id: None, at: now },
                     idempotency: None,
                     decide: Box::new(move |cur| {
                         let rules = Active(policy.clone());

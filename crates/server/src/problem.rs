@@ -128,6 +128,7 @@ impl From<StoreError> for Problem {
                 "Idempotency-Key reused",
                 "this Idempotency-Key was already used with a different request body; use a new key for a new request",
             ),
+            StoreError::Conflict(what) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", what),
             StoreError::Closed => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",

@@ -34,6 +34,7 @@ async fn every_route_for_every_role_follows_the_matrix() {
         match spec.access {
             Access::Public => assert!(anonymous < 400, "{} {} is public but got {anonymous}", spec.method, spec.path),
             Access::Signed => assert_eq!(anonymous, 401, "{} {} without a signature", spec.method, spec.path),
+            Access::Form => assert_eq!(anonymous, 403, "{} {} without a CSRF token", spec.method, spec.path),
             Access::Requires(permission) => {
                 assert_eq!(anonymous, 401, "{} {} without a token", spec.method, spec.path);
                 for role in Role::ALL {

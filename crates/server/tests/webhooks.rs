@@ -40,7 +40,7 @@ async fn booked_order(app: &TestApp, ext: &str, tracking: &str) -> String {
     app.store
         .execute(OrderWrite {
             target: Target::Id(id.clone()),
-            meta: WriteMeta { actor: "test".into(), request_id: None, at: now },
+            meta: WriteMeta { actor: "test".into(), roles: vec![], request_id: None, at: now },
             idempotency: None,
             decide: Box::new(move |cur| {
                 let cmd = Command::RecordBooking {

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 
 pub mod postgres;
 mod schedule_rows;
+pub mod security;
 pub mod sqlite;
 pub mod testing;
 mod time;
 mod write;
 
 pub use postgres::{PgOptions, PgStore};
+pub use security::{AuditQuery, SealedSecret, SecurityStore, SessionRecord, UserRecord};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use time::{from_micros, to_micros};
 
@@ -58,6 +60,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct WriteMeta {
     pub actor: String,
+    /// The roles the actor acted with (recorded in the audit log; empty for the system).
+    pub roles: Vec<String>,
     pub request_id: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -106,6 +110,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A unique name is taken (a user name).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -196,6 +203,8 @@ pub struct TokenRecord {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The user the token acts for; `None` for a service token.
+    pub user_id: Option<String>,
 }
 
 /// A follow-up job claimed from the outbox.
@@ -301,7 +310,7 @@ pub struct DeadLetter {
 
 /// One storage interface, implemented for SQLite (embedded) and PostgreSQL (several nodes).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// Decides and appends in one transaction; answers after commit.
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError>;
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store, StoreError};
 
@@ -51,6 +51,24 @@ impl Location {
             Location::Sqlite(p) => Arc::new(SqliteStore::open(SqliteOptions::new(p)).await.expect("open SQLite")),
             Location::Postgres(url) => Arc::new(PgStore::open(PgOptions::new(url)).await.expect("open PostgreSQL")),
         }
+    }
+
+    /// Runs raw SQL on the database behind the store's back (tamper tests).
+    pub async fn exec(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Location::Sqlite(p) => {
+                let mut c = SqliteConnection::connect(&format!("sqlite://{}", p.display())).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await?;
+                let _ = c.close().await;
+            }
+            Location::Postgres(url) => {
+                let mut c = PgConnection::connect(url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await?;
+                let _ = c.close().await;
+            }
+        }
+        Ok(())
     }
 
     /// Command-line arguments that point `dispatchd` at this store.

@@ -38,6 +38,8 @@ pub struct Plan<'a> {
     pub order: Option<&'a Order>,
     pub jobs: &'a [FollowUp],
     pub at: DateTime<Utc>,
+    /// The roles the write was made with, for the audit entries of its events.
+    pub roles: &'a [String],
 }
 
 /// The I/O a backend provides inside its write transaction.
@@ -127,7 +129,14 @@ pub async fn write_one<T: WriteTx>(
     }
     let order = state.ok_or(DomainError::NotFound)?;
     let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order) };
-    tx.persist(Plan { events: &events, order: (!events.is_empty()).then_some(&order), jobs: &jobs, at }).await?;
+    tx.persist(Plan {
+        events: &events,
+        order: (!events.is_empty()).then_some(&order),
+        jobs: &jobs,
+        at,
+        roles: &w.meta.roles,
+    })
+    .await?;
 
     let outcome = WriteOutcome {
         created: current.is_none() && !events.is_empty(),

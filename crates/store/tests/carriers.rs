@@ -35,7 +35,7 @@ fn write(target: Target, cmd: Command) -> OrderWrite {
     let whs = warehouses();
     OrderWrite {
         target,
-        meta: WriteMeta { actor: "test".into(), request_id: None, at: now() },
+        meta: WriteMeta { actor: "test".into(), roles: vec![], request_id: None, at: now() },
         idempotency: None,
         decide: Box::new(move |cur| decide(cur, cmd.clone(), &Ctx::new(now(), &whs))),
     }

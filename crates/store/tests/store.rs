@@ -34,7 +34,7 @@ fn upsert(f: OrderFacts, idem: Option<&str>) -> OrderWrite {
     let whs = warehouses();
     OrderWrite {
         target: Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() },
-        meta: WriteMeta { actor: "test".into(), request_id: None, at: now() },
+        meta: WriteMeta { actor: "test".into(), roles: vec![], request_id: None, at: now() },
         idempotency: idem.map(|k| IdempotencyKey { scope: "t".into(), key: k.into(), request_hash: format!("{f:?}") }),
         decide: dispatch_store::decision(
             Command::Upsert { facts: Box::new(f), expected_version: None },

@@ -94,11 +94,22 @@ pub async fn list(
 pub async fn retry(
     State(app): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<RetryAccepted>), Problem> {
     let not_found = || Problem::not_found(&format!("dead letter `{id}`"));
     let job_id: i64 = id.parse().map_err(|_| not_found())?;
     let d = app.store.retry_dead_letter(job_id, app.clock.now()).await?.ok_or_else(not_found)?;
+    let entry = crate::audit::by(
+        &principal,
+        &headers,
+        app.clock.now(),
+        "dead_letter.reprocessed",
+        format!("job:{}", d.id),
+        Some(serde_json::json!({"status": "dead", "attempts": d.attempts}).to_string()),
+        Some(serde_json::json!({"status": "pending", "order": d.order_id}).to_string()),
+    );
+    app.store.append_audit(vec![entry]).await?;
     tracing::info!(job = d.id, kind = %d.kind, order = ?d.order_id, actor = %principal.actor(), "dead letter reprocessed");
     metrics::counter!("dispatchd_dead_letters_reprocessed_total", "kind" => d.kind.clone()).increment(1);
     Ok((StatusCode::ACCEPTED, axum::Json(RetryAccepted { id: d.id, status: "pending", order_id: d.order_id })))

@@ -10,6 +10,7 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod audit;
 pub mod dead_letters;
 pub mod orders;
 pub mod policy;
@@ -25,6 +26,9 @@ pub enum Access {
     Signed,
     /// A valid bearer token whose roles grant this permission.
     Requires(Permission),
+    /// No token: a console form, refused (403) without a valid CSRF token; the handler checks
+    /// the session where it needs one.
+    Form,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
         r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
         r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
+        r(Method::GET, "/api/v1/audit", Requires(ReadAudit), get(audit::list)),
+        r(Method::GET, "/console/login", Public, get(crate::console::login_page)),
+        r(Method::POST, "/console/login", Form, post(crate::console::login)),
+        r(Method::POST, "/console/logout", Form, post(crate::console::logout)),
     ]
 }
 

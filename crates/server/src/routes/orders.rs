@@ -219,7 +219,12 @@ pub async fn upsert(
     let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
     let write = OrderWrite {
         target,
-        meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
+        meta: WriteMeta {
+            actor: principal.actor(),
+            roles: principal.role_codes(),
+            request_id: request_id(&headers),
+            at: now,
+        },
         idempotency: idem,
         decide: decision(
             Command::Upsert { facts: Box::new(facts), expected_version: expected },
@@ -405,7 +410,12 @@ pub async fn cancel(
     let reason = req.reason;
     let write = OrderWrite {
         target: Target::Id(id),
-        meta: WriteMeta { actor: principal.actor(), request_id: request_id(&headers), at: now },
+        meta: WriteMeta {
+            actor: principal.actor(),
+            roles: principal.role_codes(),
+            request_id: request_id(&headers),
+            at: now,
+        },
         idempotency: idem,
         decide: decision(
             Command::Cancel { reason, expected_version: expected },

@@ -149,6 +149,18 @@ pub async fn put_policy(
         refused(e)
     })?;
     let _guard = app.policy.change.lock().await;
+    // Recorded before the change takes effect: a change the audit log cannot record is refused.
+    let prev = app.policy.current();
+    let entry = crate::audit::by(
+        &principal,
+        &headers,
+        app.clock.now(),
+        "policy.changed",
+        "policy",
+        Some(serde_json::json!({"hash": prev.policy.hash, "name": prev.policy.name}).to_string()),
+        Some(serde_json::json!({"hash": policy.hash, "name": policy.name}).to_string()),
+    );
+    app.store.append_audit(vec![entry]).await?;
     let mut persisted = false;
     if let Some(path) = &app.policy.file {
         // Written first, so a reload or a restart keeps what was accepted.
@@ -174,6 +186,7 @@ pub async fn put_policy(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)] // `?sinse=` must not silently replay all of history
 pub struct ReplayParams {
     since: Option<String>,
     examples: Option<usize>,
@@ -199,10 +212,11 @@ pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
     security(("bearer" = [])))]
 pub async fn replay(
     State(app): State<Arc<AppState>>,
-    Query(params): Query<ReplayParams>,
+    params: Result<Query<ReplayParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<ReplayReport>, Problem> {
+    let Query(params) = params.map_err(|e| Problem::bad_request("bad-query", e.body_text()))?;
     let (source, since_body) = body_source(&headers, &body)?;
     let candidate = crate::policy::compile(&app, &source, "candidate.toml").map_err(refused)?;
     let since = match params.since.or(since_body) {

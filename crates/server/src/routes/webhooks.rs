@@ -118,6 +118,7 @@ pub async fn carrier(
         target: Target::Id(order_id),
         meta: WriteMeta {
             actor: format!("carrier:{carrier}"),
+            roles: vec![],
             request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string),
             at: now,
         },

@@ -49,6 +49,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with_carriers(carriers: dispatch_integrations::Carriers) -> TestApp {
+        Self::spawn_with(carriers, dispatch_server::limits::SecurityConfig::default()).await
+    }
+
+    pub async fn spawn_with(
+        carriers: dispatch_integrations::Carriers,
+        security: dispatch_server::limits::SecurityConfig,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         // SQLite, or PostgreSQL when TEST_POSTGRES_URL says so.
         let store = dispatch_store::testing::Location::fresh(dir.path()).await.open().await;
@@ -61,7 +68,14 @@ impl TestApp {
                     .unwrap();
             tokens.insert(*role, t);
         }
-        let state = AppState::with_carriers(store.clone(), warehouses(), clock.clone(), Arc::new(carriers));
+        let policy = dispatch_server::policy::PolicyState::new(
+            dispatch_policy::Policy::default_policy(),
+            "embedded",
+            None,
+            start_time(),
+        );
+        let state =
+            AppState::with_security(store.clone(), warehouses(), clock.clone(), policy, Arc::new(carriers), security);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

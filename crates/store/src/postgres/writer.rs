@@ -56,7 +56,7 @@ async fn attempt(
 ) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut view = BatchView::default();
-    let mut io = PgTx { conn: &mut tx, enqueued: false };
+    let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new() };
     let mut results = Vec::with_capacity(batch.len());
     let mut inbound_seen = std::collections::HashSet::new();
     for p in batch {
@@ -74,6 +74,14 @@ async fn attempt(
         }
     }
     let enqueued = io.enqueued;
+    let audit = std::mem::take(&mut io.audit);
+    if !audit.is_empty() {
+        // Last, so the chain head (locked until commit) is held as briefly as possible.
+        super::security::append_chain(&mut *tx, audit).await.map_err(|e| match e {
+            StoreError::Db(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+    }
     if enqueued {
         // Delivered to every node's listener when (and only if) the transaction commits.
         sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&mut *tx).await?;
@@ -154,6 +162,8 @@ async fn write_inbound(
 struct PgTx<'c> {
     conn: &'c mut PgConnection,
     enqueued: bool,
+    /// Audit entries of the events written so far, chained just before commit.
+    audit: Vec<dispatch_core::audit::AuditDraft>,
 }
 
 impl PgTx<'_> {
@@ -214,6 +224,8 @@ impl WriteTx for PgTx<'_> {
 
     async fn persist(&mut self, plan: Plan<'_>) -> Result<(), StoreError> {
         for ev in plan.events {
+            let data = serde_json::to_string(&ev.data)?;
+            self.audit.push(crate::security::event_draft(ev, plan.roles, &data));
             sqlx::query(
                 "INSERT INTO events (order_id, version, kind, at, actor, request_id, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -223,7 +235,7 @@ impl WriteTx for PgTx<'_> {
             .bind(to_micros(ev.at))
             .bind(&ev.actor)
             .bind(&ev.request_id)
-            .bind(serde_json::to_string(&ev.data)?)
+            .bind(data)
             .execute(&mut *self.conn)
             .await?;
         }

@@ -21,6 +21,7 @@ use crate::{
     RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
+mod security;
 mod writer;
 
 /// How durable a commit is. `Full` survives power loss; `Normal` survives a crash of the
@@ -152,6 +153,7 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
         expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_micros),
         revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_micros),
         last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(from_micros),
+        user_id: r.try_get("user_id")?,
     })
 }
 
@@ -305,8 +307,8 @@ impl Store for SqliteStore {
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, name, prefix, secret_hash, roles, created_at, expires_at, revoked_at, last_used_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO api_tokens (id, name, prefix, secret_hash, roles, created_at, expires_at, revoked_at, last_used_at, \
+             user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -317,6 +319,7 @@ impl Store for SqliteStore {
         .bind(t.expires_at.map(to_micros))
         .bind(t.revoked_at.map(to_micros))
         .bind(t.last_used_at.map(to_micros))
+        .bind(&t.user_id)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -36,6 +36,8 @@ struct BatchView {
 #[derive(Default)]
 struct Staged {
     events: Vec<Event>,
+    /// The roles each event was written with (same positions as `events`), for its audit entry.
+    roles: Vec<Vec<String>>,
     /// Orders whose projection changed (an order written twice in a batch is upserted once,
     /// with its latest state from the batch view).
     orders: Vec<String>,
@@ -253,13 +255,17 @@ async fn inbound_seen(
 
 /// Writes everything the batch staged, a few statements per kind of row.
 async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Result<(), StoreError> {
-    for chunk in s.events.chunks(CHUNK) {
+    let mut audit = Vec::with_capacity(s.events.len());
+    for (chunk, roles) in s.events.chunks(CHUNK).zip(s.roles.chunks(CHUNK)) {
         let mut b: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO events (order_id, version, kind, at, actor, request_id, data) ");
         let rows = chunk
             .iter()
             .map(|ev| serde_json::to_string(&ev.data).map(|data| (ev, data)))
             .collect::<Result<Vec<_>, _>>()?;
+        for ((ev, data), roles) in rows.iter().zip(roles) {
+            audit.push(crate::security::event_draft(ev, roles, data));
+        }
         b.push_values(rows, |mut r, (ev, data)| {
             r.push_bind(ev.order_id.clone())
                 .push_bind(ev.version as i64)
@@ -347,6 +353,9 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 .push_bind(*at);
         });
         b.build().execute(&mut *conn).await?;
+    }
+    if !audit.is_empty() {
+        super::security::append_chain(conn, audit).await?;
     }
     let now = to_micros(chrono::Utc::now());
     for chunk in s.finish.chunks(CHUNK) {
@@ -500,6 +509,7 @@ async fn write_one(
         for f in follow_ups(before.as_ref(), &outcome.order) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
+        staged.roles.extend(std::iter::repeat_n(w.meta.roles.clone(), stored.len()));
         staged.events.extend(stored);
         if staged.order_set.insert(order_id.clone()) {
             staged.orders.push(order_id.clone());
