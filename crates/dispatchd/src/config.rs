@@ -52,6 +52,9 @@ pub struct Config {
     pub carriers: BTreeMap<String, CarrierConfig>,
     #[serde(default)]
     pub booking: BookingConfig,
+    /// `[odoo]`: the Odoo connector; credentials come from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odoo: Option<dispatch_odoo::OdooConfig>,
 }
 
 /// `[booking]`: how released orders are booked with carriers.
@@ -117,12 +120,16 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
-        // registry, not configuration keys.
+        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) and Odoo's (`DISPATCHD_ODOO_*`)
+        // are secrets read by the carrier registry and the connector, not configuration keys.
         let env = || {
             Env::prefixed("DISPATCHD_")
                 .ignore(&["config"])
-                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    // DISPATCHD_ODOO_API_KEY / _WEBHOOK_SECRET are read by the connector.
+                    !k.starts_with("carrier_") && !k.starts_with("odoo_")
+                })
         };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
@@ -325,6 +332,32 @@ event_time = "/at"
         let acme = carriers.get("acme").unwrap();
         assert_eq!(acme.signature.timestamp_header.as_deref(), Some("X-Timestamp"));
         assert!(matches!(acme.format, dispatch_integrations::webhook::WebhookFormat::Json { .. }));
+    }
+
+    #[test]
+    fn the_odoo_section_loads_and_its_secrets_stay_out_of_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        // The example's commented section, uncommented.
+        let example: String = EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [odoo]"))
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&file, example).unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        let odoo = c.odoo.expect("[odoo] loaded");
+        assert_eq!(odoo.login.as_deref(), Some("dispatchd-bot"));
+        assert_eq!(odoo.mapping.warehouses.get("WH").map(String::as_str), Some("AMS"));
+        assert_eq!(odoo.sync.overlap_secs, 120);
+        let codes: Vec<String> = c.warehouses.iter().map(|w| w.code.clone()).collect();
+        let none = dispatch_odoo::OdooSecrets::default();
+        let err = odoo.validate(&none, &codes).unwrap_err().to_string();
+        assert!(err.contains("DISPATCHD_ODOO_API_KEY"), "{err}");
+        let key = dispatch_odoo::OdooSecrets { api_key: Some(dispatch_integrations::Secret::new("k")), webhook_secrets: vec![] };
+        odoo.validate(&key, &codes).unwrap();
+        assert!(format!("{key:?}").contains("Secret(***)"), "the key never prints");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct AppState {
     pub policy: policy::PolicyState,
     /// Configured carriers: webhook secrets, status mappings (and the adapters the workers use).
     pub carriers: Arc<Carriers>,
+    /// The Odoo connector, when `[odoo]` is configured (set once at start).
+    pub odoo: std::sync::OnceLock<Arc<dispatch_odoo::Connector>>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             metrics: metrics::handle(),
             policy,
             carriers,
+            odoo: std::sync::OnceLock::new(),
         })
     }
 }
@@ -118,7 +121,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: a query string may carry a webhook secret (`?token=`).
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
+use crate::routes::{dead_letters, odoo, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,7 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
-        dead_letters::list, dead_letters::retry, webhooks::carrier,
+        dead_letters::list, dead_letters::retry, webhooks::carrier, odoo::receive,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -31,6 +31,7 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
+         (name = "odoo", description = "Odoo automation-rule webhooks (hints; the record is fetched from Odoo)"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;

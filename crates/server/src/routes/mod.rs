@@ -11,6 +11,7 @@ use dispatch_core::access::Permission;
 use crate::AppState;
 
 pub mod dead_letters;
+pub mod odoo;
 pub mod orders;
 pub mod policy;
 pub mod schedules;
@@ -60,6 +61,7 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
         r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
         r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
+        r(Method::POST, "/webhooks/odoo", Signed, post(odoo::receive)),
     ]
 }
 
