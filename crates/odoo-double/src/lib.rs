@@ -104,6 +104,11 @@ impl Double {
             api_keys: vec![BOT_API_KEY.into()],
             rights: every,
         });
+        // Users are records too (`res.users.read` is how clients learn who they are).
+        let now = Utc::now();
+        for (id, login, name) in [(2, "admin", "Mitchell Admin"), (6, BOT_LOGIN, "dispatchd bot")] {
+            db.seed("res.users", json!({"id": id, "login": login, "name": name}).as_object().cloned().unwrap_or_default(), now);
+        }
         Double {
             shared: Arc::new(Shared {
                 cfg,
@@ -128,6 +133,8 @@ impl Double {
     /// Adds (or replaces) a user.
     pub fn add_user(&self, user: User) {
         let mut db = lock(&self.shared.db);
+        let vals = json!({"id": user.id, "login": user.login, "name": user.name});
+        db.seed("res.users", vals.as_object().cloned().unwrap_or_default(), self.now());
         db.users.retain(|u| u.id != user.id);
         db.users.push(user);
     }

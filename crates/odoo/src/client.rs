@@ -176,7 +176,7 @@ impl Client {
                 }
             }
             Api::Json2 => {
-                let ctx = self.call("res.users", "context_get", None, Map::new()).await?;
+                let ctx = self.call_json2("res.users", "context_get", None, Map::new()).await?;
                 ctx.get("uid").and_then(Value::as_i64).unwrap_or(0)
             }
         };
@@ -207,7 +207,13 @@ impl Client {
                     other => other,
                 })
             }
-            Api::Json2 => {
+            Api::Json2 => self.call_json2(model, method, ids, params).await,
+        }
+    }
+
+    async fn call_json2(&self, model: &str, method: &str, ids: Option<&[i64]>, params: Map<String, Value>) -> Result<Value, OdooError> {
+        {
+            {
                 let mut body = params;
                 if let Some(ids) = ids {
                     body.insert("ids".into(), json!(ids));
