@@ -17,6 +17,11 @@ pub struct FollowUp {
 
 pub const BOOK_SHIPMENT: &str = "book_shipment";
 
+/// Write the dispatch state, tracking number and a chatter note back to the Odoo picking.
+pub const ODOO_WRITEBACK: &str = "odoo_writeback";
+/// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
+pub const ODOO_SOURCE: &str = "odoo";
+
 /// What must happen because `before` became `after`.
 pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
     let mut out = Vec::new();
@@ -29,6 +34,28 @@ pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
             dedupe_key: format!("{BOOK_SHIPMENT}:{}:{}", after.id, after.version),
             payload: json!({"order_id": after.id, "release_version": after.version}),
         });
+    }
+    if after.facts.source == ODOO_SOURCE {
+        let state_changed = before.map(|b| b.state) != Some(after.state);
+        let holds_changed = before.is_some_and(|b| b.hold_reasons != after.hold_reasons);
+        let booked = after.shipment.is_some() && before.is_none_or(|b| b.shipment.is_none());
+        if state_changed || holds_changed || booked {
+            // One job per order version: what Odoo users should see about this change.
+            out.push(FollowUp {
+                kind: ODOO_WRITEBACK,
+                dedupe_key: format!("{ODOO_WRITEBACK}:{}:{}", after.id, after.version),
+                payload: json!({
+                    "order_id": after.id,
+                    "version": after.version,
+                    "external_id": after.facts.external_id,
+                    "state": after.state,
+                    "previous_state": before.map(|b| b.state),
+                    "hold_reasons": after.hold_reasons,
+                    "status_note": after.status_note,
+                    "shipment": after.shipment.as_ref().map(|s| json!({"carrier": s.carrier, "tracking_number": s.tracking_number})),
+                }),
+            });
+        }
     }
     out
 }
@@ -58,12 +85,32 @@ mod tests {
     }
 
     #[test]
+    fn odoo_orders_are_written_back_on_every_state_change() {
+        let mut held = order(OrderState::OnHold, 2);
+        held.hold_reasons = vec![crate::HoldReason::StockShort];
+        let f = follow_ups(None, &held);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, ODOO_WRITEBACK);
+        assert_eq!(f[0].dedupe_key, "odoo_writeback:ord_1:2");
+        assert_eq!(f[0].payload["hold_reasons"][0], "stock_short");
+        assert!(follow_ups(Some(&held), &held.clone()).is_empty(), "nothing changed: nothing to write");
+        let released = order(OrderState::Released, 4);
+        let kinds: Vec<_> = follow_ups(Some(&held), &released).iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![BOOK_SHIPMENT, ODOO_WRITEBACK]);
+        let mut api = order(OrderState::OnHold, 2);
+        api.facts.source = "api".into();
+        assert!(follow_ups(None, &api).is_empty(), "only Odoo pickings are written back");
+    }
+
+    #[test]
     fn release_enqueues_one_booking() {
-        let f = follow_ups(None, &order(OrderState::Released, 2));
+        let mut f = follow_ups(None, &order(OrderState::Released, 2));
+        f.retain(|j| j.kind == BOOK_SHIPMENT);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedupe_key, "book_shipment:ord_1:2");
-        assert!(follow_ups(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)).is_empty());
-        assert_eq!(follow_ups(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)).len(), 1);
-        assert!(follow_ups(None, &order(OrderState::OnHold, 2)).is_empty());
+        let books = |b: Option<&Order>, a: &Order| follow_ups(b, a).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
+        assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
+        assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
+        assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);
     }
 }

@@ -79,21 +79,17 @@ pub async fn serve(
     carriers: Arc<Carriers>,
     booking: BookingConfig,
 ) -> Result<()> {
-    let warehouses = cfg.warehouses()?;
-    let (policy, origin) = cfg.policy()?;
-    tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
-    let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
-    let state = AppState::with_security(
-        store.clone(),
-        warehouses,
-        clock.clone(),
-        policy_state,
-        carriers.clone(),
-        cfg.security.clone(),
-    );
+    let state = state_with(cfg, store.clone(), clock.clone(), carriers.clone())?;
+    let odoo = crate::odoo::attach(cfg, &state)?;
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
-    let scheduler = scheduler(state.clone(), &cfg.schedules)?;
+    let mut schedules = cfg.schedules.clone();
+    schedules.extend(crate::odoo::schedule(cfg).filter(|s| !schedules.iter().any(|c| c.name == s.name)));
+    let scheduler = scheduler(state.clone(), &schedules)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let odoo_writeback = match &odoo {
+        Some(c) => crate::odoo::writeback_worker(c, &state)?.map(|w| w.spawn(stop_rx.clone())),
+        None => None,
+    };
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
@@ -112,10 +108,32 @@ pub async fn serve(
         if let Some(w) = worker {
             let _ = w.await;
         }
+        if let Some(w) = odoo_writeback {
+            let _ = w.await;
+        }
     };
     let result = dispatch_server::serve(listener, state, shutdown).await.context("server failed");
     reload.abort();
     result
+}
+
+/// The server state for this configuration: warehouses, the policy in force, carriers.
+pub fn state_with(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    carriers: Arc<Carriers>,
+) -> Result<Arc<AppState>> {
+    let warehouses = cfg.warehouses()?;
+    let (policy, origin) = cfg.policy()?;
+    tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");
+    let policy_state = PolicyState::new(policy, origin, cfg.policy_file.clone(), clock.now());
+    Ok(AppState::with_security(store, warehouses, clock, policy_state, carriers, cfg.security.clone()))
+}
+
+/// The state for a one-shot command (no carriers).
+pub fn state(cfg: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Arc<AppState>> {
+    state_with(cfg, store, clock, Arc::new(Carriers::empty()))
 }
 
 /// The scheduler with the built-in actions; an unknown action name is a configuration error.
@@ -126,8 +144,12 @@ pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Sch
             "heartbeat" => Arc::new(Heartbeat { clock: app.clock.clone() }),
             "reevaluate_open" => Arc::new(ReevaluateOpen { app: app.clone() }),
             "refresh_priorities" => Arc::new(RefreshPriorities { app: app.clone() }),
+            crate::odoo::ACTION => match app.odoo.get() {
+                Some(c) => Arc::new(crate::odoo::OdooSync { connector: c.clone() }),
+                None => anyhow::bail!("schedule `{}`: action `odoo_sync` needs an [odoo] section", cfg.name),
+            },
             other => anyhow::bail!(
-                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities",
+                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities, odoo_sync",
                 cfg.name
             ),
         };

@@ -55,6 +55,9 @@ pub struct Config {
     /// `[security]`: rate limits, header size, console cookies and sign-in lockout.
     #[serde(default)]
     pub security: dispatch_server::limits::SecurityConfig,
+    /// `[odoo]`: the Odoo connector; credentials come from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odoo: Option<dispatch_odoo::OdooConfig>,
 }
 
 /// `[booking]`: how released orders are booked with carriers.
@@ -120,12 +123,14 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        // The master key ring and carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the vault and the carrier
-        // registry, not configuration keys.
+        // The master key ring, carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) and Odoo's
+        // (`DISPATCHD_ODOO_*`) are secrets read by the vault, the carrier registry and the
+        // connector, not configuration keys.
         let env = || {
-            Env::prefixed("DISPATCHD_")
-                .ignore(&["config", "master_key", "master_key_file"])
-                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
+            Env::prefixed("DISPATCHD_").ignore(&["config", "master_key", "master_key_file"]).filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                !k.starts_with("carrier_") && !k.starts_with("odoo_")
+            })
         };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
@@ -329,6 +334,35 @@ event_time = "/at"
         let acme = carriers.get("acme").unwrap();
         assert_eq!(acme.signature.timestamp_header.as_deref(), Some("X-Timestamp"));
         assert!(matches!(acme.format, dispatch_integrations::webhook::WebhookFormat::Json { .. }));
+    }
+
+    #[test]
+    fn the_odoo_section_loads_and_its_secrets_stay_out_of_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        // The example's commented section, uncommented.
+        let example: String = EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [odoo]"))
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&file, example).unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        let odoo = c.odoo.expect("[odoo] loaded");
+        assert_eq!(odoo.login.as_deref(), Some("dispatchd-bot"));
+        assert_eq!(odoo.mapping.warehouses.get("WH").map(String::as_str), Some("AMS"));
+        assert_eq!(odoo.sync.overlap_secs, 120);
+        let codes: Vec<String> = c.warehouses.iter().map(|w| w.code.clone()).collect();
+        let none = dispatch_odoo::OdooSecrets::default();
+        let err = odoo.validate(&none, &codes).unwrap_err().to_string();
+        assert!(err.contains("DISPATCHD_ODOO_API_KEY"), "{err}");
+        let key = dispatch_odoo::OdooSecrets {
+            api_key: Some(dispatch_integrations::Secret::new("k")),
+            webhook_secrets: vec![],
+        };
+        odoo.validate(&key, &codes).unwrap();
+        assert!(format!("{key:?}").contains("Secret(***)"), "the key never prints");
     }
 
     #[test]

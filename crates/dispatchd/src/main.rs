@@ -13,6 +13,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod odoo;
 mod policy_cli;
 mod scheduler;
 mod security_cli;
@@ -119,6 +120,11 @@ enum Cmd {
         #[command(subcommand)]
         command: PolicyCmd,
     },
+    /// The Odoo connector: check the connection, run a sync.
+    Odoo {
+        #[command(subcommand)]
+        command: OdooCmd,
+    },
     /// Jobs that failed for good (carrier bookings): list them, send one back for a new attempt.
     #[command(name = "dead-letters")]
     DeadLetters {
@@ -158,6 +164,24 @@ enum PolicyCmd {
         /// The last evaluation as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OdooCmd {
+    /// Connect to Odoo and print the server version, the user and its access rights on the
+    /// models dispatchd needs; exit 1 when something is missing.
+    Check {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Pull changed delivery orders from Odoo into dispatchd.
+    Sync {
+        /// Run one sync and exit (the server runs it as the scheduled action `odoo-sync`).
+        #[arg(long, required = true)]
+        once: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -374,6 +398,23 @@ async fn run(cli: Cli) -> Result<()> {
                     policy_cli::explain(&order_id, &cfg, json).await
                 }
             }
+        }
+        Cmd::Odoo { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store_args = match &command {
+                OdooCmd::Check { store } | OdooCmd::Sync { store, .. } => store,
+            };
+            let cfg = Config::load(store_args.config.as_deref(), &overrides(store_args, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let state = app::state(&cfg, s.clone(), clock)?;
+            let result = match command {
+                OdooCmd::Check { .. } => odoo::check(&cfg, &state).await.and_then(|ok| {
+                    if ok { Ok(()) } else { Err(anyhow::anyhow!("Odoo is not ready for dispatchd (see above)")) }
+                }),
+                OdooCmd::Sync { .. } => odoo::sync_once(&cfg, &state).await,
+            };
+            s.close().await;
+            result
         }
         Cmd::DeadLetters { command } => {
             init_logging(LogFormat::Human, "warn");

@@ -50,6 +50,8 @@ pub struct AppState {
     pub limiters: limits::Limiters,
     /// Failed console sign-ins per user name (temporary lockout).
     pub logins: console::LoginGuard,
+    /// The Odoo connector, when `[odoo]` is configured (set once at start).
+    pub odoo: std::sync::OnceLock<Arc<dispatch_odoo::Connector>>,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             metrics: metrics::handle(),
             policy,
             carriers,
+            odoo: std::sync::OnceLock::new(),
         })
     }
 }
@@ -142,7 +145,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), limits::guard))
         .layer(from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: a query string may carry a webhook secret (`?token=`).
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

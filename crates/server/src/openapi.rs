@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::console;
-use crate::routes::{audit, dead_letters, orders, policy, schedules, system, webhooks};
+use crate::routes::{audit, dead_letters, odoo, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use crate::routes::{audit, dead_letters, orders, policy, schedules, system, webh
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
-        dead_letters::list, dead_letters::retry, webhooks::carrier,
+        dead_letters::list, dead_letters::retry, webhooks::carrier, odoo::receive,
         audit::list, console::login_page, console::login, console::logout,
     ),
     components(schemas(
@@ -34,6 +34,7 @@ use crate::routes::{audit, dead_letters, orders, policy, schedules, system, webh
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
+         (name = "odoo", description = "Odoo automation-rule webhooks (hints; the record is fetched from Odoo)"),
          (name = "system", description = "Probes, metrics, this document"),
          (name = "audit", description = "The tamper-evident audit log"),
          (name = "console", description = "Console sign-in (HTML forms, session cookie)")),

@@ -397,6 +397,11 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// when there is no dead job with that id.
     async fn retry_dead_letter(&self, id: i64, now: DateTime<Utc>) -> Result<Option<DeadLetter>, StoreError>;
 
+    /// The stored cursor of a pull sync (e.g. `odoo`), as the connector wrote it.
+    async fn sync_cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
+    /// Stores the cursor of a pull sync. Call it only after the writes it covers committed.
+    async fn set_sync_cursor(&self, source: &str, position: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Finishes pending writes and closes.

@@ -12,6 +12,7 @@ use crate::AppState;
 
 pub mod audit;
 pub mod dead_letters;
+pub mod odoo;
 pub mod orders;
 pub mod policy;
 pub mod schedules;
@@ -68,6 +69,7 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/console/login", Public, get(crate::console::login_page)),
         r(Method::POST, "/console/login", Form, post(crate::console::login)),
         r(Method::POST, "/console/logout", Form, post(crate::console::logout)),
+        r(Method::POST, "/webhooks/odoo", Signed, post(odoo::receive)),
     ]
 }
 

@@ -631,6 +631,26 @@ impl Store for SqliteStore {
         row.as_ref().map(crate::schedule_rows::dead_letter).transpose()
     }
 
+    async fn sync_cursor(&self, source: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT position FROM sync_cursors WHERE source = ?1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn set_sync_cursor(&self, source: &str, position: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sync_cursors (source, position, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(source)
+        .bind(position)
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
