@@ -118,7 +118,12 @@ pub async fn serve(
 }
 
 /// The server state for this configuration: warehouses, the policy in force, carriers.
-pub fn state_with(cfg: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>, carriers: Arc<Carriers>) -> Result<Arc<AppState>> {
+pub fn state_with(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    carriers: Arc<Carriers>,
+) -> Result<Arc<AppState>> {
     let warehouses = cfg.warehouses()?;
     let (policy, origin) = cfg.policy()?;
     tracing::info!(policy = %policy.name, hash = %policy.hash, origin, "dispatch policy loaded");

@@ -123,13 +123,11 @@ impl Config {
         // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) and Odoo's (`DISPATCHD_ODOO_*`)
         // are secrets read by the carrier registry and the connector, not configuration keys.
         let env = || {
-            Env::prefixed("DISPATCHD_")
-                .ignore(&["config"])
-                .filter(|k| {
-                    let k = k.as_str().to_ascii_lowercase();
-                    // DISPATCHD_ODOO_API_KEY / _WEBHOOK_SECRET are read by the connector.
-                    !k.starts_with("carrier_") && !k.starts_with("odoo_")
-                })
+            Env::prefixed("DISPATCHD_").ignore(&["config"]).filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                // DISPATCHD_ODOO_API_KEY / _WEBHOOK_SECRET are read by the connector.
+                !k.starts_with("carrier_") && !k.starts_with("odoo_")
+            })
         };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",
@@ -355,7 +353,10 @@ event_time = "/at"
         let none = dispatch_odoo::OdooSecrets::default();
         let err = odoo.validate(&none, &codes).unwrap_err().to_string();
         assert!(err.contains("DISPATCHD_ODOO_API_KEY"), "{err}");
-        let key = dispatch_odoo::OdooSecrets { api_key: Some(dispatch_integrations::Secret::new("k")), webhook_secrets: vec![] };
+        let key = dispatch_odoo::OdooSecrets {
+            api_key: Some(dispatch_integrations::Secret::new("k")),
+            webhook_secrets: vec![],
+        };
         odoo.validate(&key, &codes).unwrap();
         assert!(format!("{key:?}").contains("Secret(***)"), "the key never prints");
     }

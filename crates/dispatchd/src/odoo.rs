@@ -49,7 +49,11 @@ pub fn attach(cfg: &Config, state: &Arc<AppState>) -> Result<Option<Arc<Connecto
 /// The schedule of the pull sync, when enabled.
 pub fn schedule(cfg: &Config) -> Option<ScheduleConfig> {
     let odoo = cfg.odoo.as_ref()?;
-    odoo.sync.enabled.then(|| ScheduleConfig { name: SCHEDULE.into(), cadence: odoo.sync.cadence.clone(), action: ACTION.into() })
+    odoo.sync.enabled.then(|| ScheduleConfig {
+        name: SCHEDULE.into(),
+        cadence: odoo.sync.cadence.clone(),
+        action: ACTION.into(),
+    })
 }
 
 /// The scheduled pull sync. A failed run is retried by the scheduler with backoff; the
@@ -93,10 +97,15 @@ pub async fn check(cfg: &Config, state: &Arc<AppState>) -> Result<bool> {
     let odoo = require(cfg)?;
     let c = connector(odoo, secrets(), state)?;
     let r = c.check().await.with_context(|| format!("cannot check Odoo at {}", odoo.url))?;
-    println!("Odoo      {} (server {}, {} API)", odoo.url, r.version.version, match odoo.api {
-        dispatch_odoo::Api::JsonRpc => "JSON-RPC",
-        dispatch_odoo::Api::Json2 => "JSON-2",
-    });
+    println!(
+        "Odoo      {} (server {}, {} API)",
+        odoo.url,
+        r.version.version,
+        match odoo.api {
+            dispatch_odoo::Api::JsonRpc => "JSON-RPC",
+            dispatch_odoo::Api::Json2 => "JSON-2",
+        }
+    );
     println!("database  {}", odoo.database);
     println!("user      {}", r.user.clone().unwrap_or_else(|| format!("id {}", r.uid)));
     for a in &r.access {
@@ -108,7 +117,9 @@ pub async fn check(cfg: &Config, state: &Arc<AppState>) -> Result<bool> {
         println!("access    {:<14} {:<6} {verdict}", a.model, a.operation);
     }
     for f in &r.missing_fields {
-        println!("field     stock.picking.{f} MISSING: add it in Odoo (Settings → Technical → Fields) or change [odoo.writeback]");
+        println!(
+            "field     stock.picking.{f} MISSING: add it in Odoo (Settings → Technical → Fields) or change [odoo.writeback]"
+        );
     }
     if (odoo.api == dispatch_odoo::Api::JsonRpc) && r.version.major >= 19 {
         println!("note      Odoo {} deprecates /jsonrpc; set api = \"json-2\"", r.version.version);
@@ -128,7 +139,12 @@ pub async fn sync_once(cfg: &Config, state: &Arc<AppState>) -> Result<()> {
     };
     let result = c.sync_once(&on_page).await;
     bar.finish_and_clear();
-    let r = result.with_context(|| format!("sync from Odoo at {} stopped; pages before the failure are kept and the next run continues from there", odoo.url))?;
+    let r = result.with_context(|| {
+        format!(
+            "sync from Odoo at {} stopped; pages before the failure are kept and the next run continues from there",
+            odoo.url
+        )
+    })?;
     println!("{}", r.summary());
     for line in &r.rejected {
         println!("rejected  {line}");

@@ -18,10 +18,17 @@ async fn double() -> Running {
 
 /// An outgoing picking with `reserved` of 4 units reserved; returns its id.
 fn seed(d: &Double, n: u32, reserved: f64) -> i64 {
-    let customer = d.seed("res.partner", json!({"name": format!("Customer {n}"), "ref": format!("C-{n}"), "credit": 0.0, "credit_limit": 0.0}));
-    let ship_to = d.seed("res.partner", json!({"name": "Receiving", "street": "Damrak 1", "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}));
+    let customer = d.seed(
+        "res.partner",
+        json!({"name": format!("Customer {n}"), "ref": format!("C-{n}"), "credit": 0.0, "credit_limit": 0.0}),
+    );
+    let ship_to = d.seed(
+        "res.partner",
+        json!({"name": "Receiving", "street": "Damrak 1", "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}),
+    );
     let promised = (chrono::Utc::now() + chrono::Duration::days(6)).format("%Y-%m-%d 10:00:00").to_string();
-    let sale = d.seed("sale.order", json!({"name": format!("S{n:05}"), "partner_id": customer, "commitment_date": promised}));
+    let sale =
+        d.seed("sale.order", json!({"name": format!("S{n:05}"), "partner_id": customer, "commitment_date": promised}));
     let p = d.seed("stock.picking", json!({"name": format!("WH/OUT/{n:05}"), "state": "assigned", "picking_type_code": "outgoing",
         "partner_id": ship_to, "sale_id": sale, "priority": "0", "x_dispatch_status": false, "carrier_tracking_ref": false}));
     d.seed("stock.move", json!({"picking_id": p, "product_id": [1, "[P-1] Pump"], "product_uom_qty": 4.0, "quantity": reserved, "state": "assigned", "price_unit": 10.0}));
@@ -73,7 +80,13 @@ async fn check_and_sync_once_from_the_command_line() {
     };
     let (ok, out, err) = run(args(&["odoo", "check"]), BOT_API_KEY).await;
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("server 17.0") && out.contains("dispatchd-bot") && out.contains("stock.picking  write  ok") && out.ends_with("ready\n"), "{out}");
+    assert!(
+        out.contains("server 17.0")
+            && out.contains("dispatchd-bot")
+            && out.contains("stock.picking  write  ok")
+            && out.ends_with("ready\n"),
+        "{out}"
+    );
 
     let (ok, out, err) = run(args(&["odoo", "check"]), "wrong-key").await;
     assert!(!ok, "{out}");
@@ -114,7 +127,11 @@ async fn serve_syncs_on_schedule_writes_back_and_takes_webhooks() {
         if rec["x_dispatch_status"] == "on_hold" && !odoo.double.messages("stock.picking", held).is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "no write-back; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "no write-back; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let notes = odoo.double.messages("stock.picking", held);

@@ -136,8 +136,9 @@ fn parse_leaf(leaf: &[Value]) -> Result<Node, DomainError> {
     let (Some(field), Some(op_s)) = (field.as_str(), op.as_str()) else {
         return Err(DomainError(format!("Invalid leaf {}", Value::Array(leaf.to_vec()))));
     };
-    let op = Op::parse(&op_s.to_ascii_lowercase())
-        .ok_or_else(|| DomainError(format!("Invalid leaf {}: unknown operator {op_s:?}", Value::Array(leaf.to_vec()))))?;
+    let op = Op::parse(&op_s.to_ascii_lowercase()).ok_or_else(|| {
+        DomainError(format!("Invalid leaf {}: unknown operator {op_s:?}", Value::Array(leaf.to_vec())))
+    })?;
     if matches!(op, Op::In | Op::NotIn) && !value.is_array() {
         // Odoo accepts a scalar for `in` and wraps it.
         return Ok(Node::Leaf { field: field.to_string(), op, value: Value::Array(vec![value.clone()]) });
@@ -242,7 +243,11 @@ fn scalar_leaf(actual: &Value, op: Op, value: &Value) -> bool {
         Op::Le => matches!(cmp(actual, value), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
         Op::In => value.as_array().is_some_and(|l| {
             l.iter().any(|v| {
-                if matches!(v, Value::Bool(false)) { is_falsy(actual) } else { cmp(actual, v) == Some(std::cmp::Ordering::Equal) }
+                if matches!(v, Value::Bool(false)) {
+                    is_falsy(actual)
+                } else {
+                    cmp(actual, v) == Some(std::cmp::Ordering::Equal)
+                }
             })
         }),
         Op::NotIn => !scalar_leaf(actual, Op::In, value),
@@ -267,13 +272,28 @@ mod tests {
 
     #[test]
     fn implicit_and_prefix_or_and_not() {
-        let r = json!({"state": "assigned", "picking_type_code": "outgoing", "id": 7, "write_date": "2026-11-27 10:00:00"});
+        let r =
+            json!({"state": "assigned", "picking_type_code": "outgoing", "id": 7, "write_date": "2026-11-27 10:00:00"});
         assert!(eval(json!([["state", "=", "assigned"], ["picking_type_code", "=", "outgoing"]]), r.clone()));
         assert!(!eval(json!([["state", "=", "assigned"], ["picking_type_code", "=", "incoming"]]), r.clone()));
         assert!(eval(json!(["|", ["state", "=", "done"], ["id", ">", 5]]), r.clone()));
         assert!(!eval(json!(["!", ["id", "in", [7, 8]]]), r.clone()));
-        assert!(eval(json!(["&", ["id", ">=", 7], "|", ["write_date", ">", "2026-11-27 10:00:00"], "&", ["write_date", "=", "2026-11-27 10:00:00"], ["id", ">", 6]]), r.clone()));
-        assert!(eval(json!([["state", "not in", ["cancel", "done"]], ["id", "<=", 7], ["id", "<", 8], ["id", "!=", 3]]), r.clone()));
+        assert!(eval(
+            json!([
+                "&",
+                ["id", ">=", 7],
+                "|",
+                ["write_date", ">", "2026-11-27 10:00:00"],
+                "&",
+                ["write_date", "=", "2026-11-27 10:00:00"],
+                ["id", ">", 6]
+            ]),
+            r.clone()
+        ));
+        assert!(eval(
+            json!([["state", "not in", ["cancel", "done"]], ["id", "<=", 7], ["id", "<", 8], ["id", "!=", 3]]),
+            r.clone()
+        ));
         assert!(eval(json!([]), r));
     }
 

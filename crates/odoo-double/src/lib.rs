@@ -107,7 +107,11 @@ impl Double {
         // Users are records too (`res.users.read` is how clients learn who they are).
         let now = Utc::now();
         for (id, login, name) in [(2, "admin", "Mitchell Admin"), (6, BOT_LOGIN, "dispatchd bot")] {
-            db.seed("res.users", json!({"id": id, "login": login, "name": name}).as_object().cloned().unwrap_or_default(), now);
+            db.seed(
+                "res.users",
+                json!({"id": id, "login": login, "name": name}).as_object().cloned().unwrap_or_default(),
+                now,
+            );
         }
         Double {
             shared: Arc::new(Shared {
@@ -270,7 +274,14 @@ impl Double {
         lost
     }
 
-    fn run(&self, uid: i64, model: &str, method: &str, ids: Option<Vec<i64>>, params: Map<String, Value>) -> Result<Value, Exception> {
+    fn run(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        ids: Option<Vec<i64>>,
+        params: Map<String, Value>,
+    ) -> Result<Value, Exception> {
         lock(&self.shared.calls).push(format!("{model}.{method}"));
         let now = self.now();
         lock(&self.shared.db).call(Call { uid, model, method, ids, params, now })
@@ -325,7 +336,11 @@ pub async fn start(cfg: DoubleConfig, listener: tokio::net::TcpListener) -> std:
 
 fn unavailable() -> Response {
     // What a reverse proxy in front of a stopped Odoo answers.
-    (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/html")], "<html><body><h1>503 Service Unavailable</h1></body></html>")
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [("content-type", "text/html")],
+        "<html><body><h1>503 Service Unavailable</h1></body></html>",
+    )
         .into_response()
 }
 
@@ -372,7 +387,11 @@ fn as_ids(v: &Value) -> Option<Vec<i64>> {
 }
 
 /// Positional arguments and keyword arguments to (ids, named params), by Odoo's signatures.
-fn bind(method: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<(Option<Vec<i64>>, Map<String, Value>), Exception> {
+fn bind(
+    method: &str,
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> Result<(Option<Vec<i64>>, Map<String, Value>), Exception> {
     let (record, names) = models::signature(method);
     let mut params = Map::new();
     let mut rest = args;
@@ -440,19 +459,12 @@ async fn jsonrpc(State(d): State<Double>, body: Bytes) -> Response {
                     };
                     bind(&m, &pos, &kw).and_then(|(ids, p)| {
                         let r = d.run(uid, &model, &m, ids, p);
-                        if r.is_ok() && d.answer_lost(&m) {
-                            Err(Exception::new("lost", ""))
-                        } else {
-                            r
-                        }
+                        if r.is_ok() && d.answer_lost(&m) { Err(Exception::new("lost", "")) } else { r }
                     })
                 }
             }
         }
-        _ => Err(Exception::new(
-            "builtins.NameError",
-            format!("service {service:?} or method {method:?} not found"),
-        )),
+        _ => Err(Exception::new("builtins.NameError", format!("service {service:?} or method {method:?} not found"))),
     };
     match outcome {
         Ok(r) => Json(rpc_result(&id, r)).into_response(),
@@ -482,31 +494,47 @@ fn json2_error(status: StatusCode, e: &Exception) -> Response {
         .into_response()
 }
 
-async fn json2(State(d): State<Double>, Path((model, method)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn json2(
+    State(d): State<Double>,
+    Path((model, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !d.gate() {
         return unavailable();
     }
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, k)| k.trim().to_string()));
+    let key = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| {
+        v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, k)| k.trim().to_string())
+    });
     let uid = {
         let db = lock(&d.shared.db);
         key.and_then(|k| db.users.iter().find(|u| u.api_keys.contains(&k)).map(|u| u.id))
     };
     let Some(uid) = uid else {
-        return json2_error(StatusCode::UNAUTHORIZED, &Exception::new("werkzeug.exceptions.Unauthorized", "Invalid apikey"));
+        return json2_error(
+            StatusCode::UNAUTHORIZED,
+            &Exception::new("werkzeug.exceptions.Unauthorized", "Invalid apikey"),
+        );
     };
     if let Some(db) = headers.get("x-odoo-database").and_then(|v| v.to_str().ok())
         && db != d.shared.cfg.db
     {
-        return json2_error(StatusCode::NOT_FOUND, &Exception::new("werkzeug.exceptions.NotFound", format!("database {db:?} not found")));
+        return json2_error(
+            StatusCode::NOT_FOUND,
+            &Exception::new("werkzeug.exceptions.NotFound", format!("database {db:?} not found")),
+        );
     }
     let Ok(Value::Object(mut params)) = serde_json::from_slice::<Value>(&body) else {
-        return json2_error(StatusCode::BAD_REQUEST, &Exception::new("werkzeug.exceptions.BadRequest", "the body must be a JSON object"));
+        return json2_error(
+            StatusCode::BAD_REQUEST,
+            &Exception::new("werkzeug.exceptions.BadRequest", "the body must be a JSON object"),
+        );
     };
     if models::model(&model).is_none() {
-        return json2_error(StatusCode::NOT_FOUND, &Exception::new("werkzeug.exceptions.NotFound", format!("the model {model:?} does not exist")));
+        return json2_error(
+            StatusCode::NOT_FOUND,
+            &Exception::new("werkzeug.exceptions.NotFound", format!("the model {model:?} does not exist")),
+        );
     }
     let ids = params.remove("ids").as_ref().and_then(as_ids);
     params.remove("context");
@@ -516,7 +544,10 @@ async fn json2(State(d): State<Double>, Path((model, method)): Path<(String, Str
     {
         return json2_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &Exception::new("builtins.TypeError", format!("{model}.{method}() got an unexpected keyword argument '{k}'")),
+            &Exception::new(
+                "builtins.TypeError",
+                format!("{model}.{method}() got an unexpected keyword argument '{k}'"),
+            ),
         );
     }
     let ids = if record { Some(ids.unwrap_or_default()) } else { ids };
@@ -528,9 +559,10 @@ async fn json2(State(d): State<Double>, Path((model, method)): Path<(String, Str
                 "odoo.exceptions.AccessError" | "odoo.exceptions.AccessDenied" => StatusCode::FORBIDDEN,
                 "odoo.exceptions.MissingError" => StatusCode::NOT_FOUND,
                 "builtins.AttributeError" => StatusCode::NOT_FOUND,
-                "odoo.exceptions.ValidationError" | "odoo.exceptions.UserError" | "builtins.ValueError" | "builtins.TypeError" => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                "odoo.exceptions.ValidationError"
+                | "odoo.exceptions.UserError"
+                | "builtins.ValueError"
+                | "builtins.TypeError" => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             json2_error(status, &e)
@@ -552,7 +584,11 @@ async fn admin_list(State(d): State<Double>, Path(model): Path<String>) -> Respo
     Json(recs).into_response()
 }
 
-async fn admin_modify(State(d): State<Double>, Path((model, id)): Path<(String, i64)>, Json(vals): Json<Value>) -> StatusCode {
+async fn admin_modify(
+    State(d): State<Double>,
+    Path((model, id)): Path<(String, i64)>,
+    Json(vals): Json<Value>,
+) -> StatusCode {
     if d.modify(&model, id, vals) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
 }
 

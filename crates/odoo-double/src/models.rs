@@ -162,7 +162,19 @@ pub static MODELS: &[ModelDef] = &[
             ("product_id", Kind::Many2one("product.product"), "Product"),
             ("product_uom_qty", Kind::Float, "Demand"),
             ("quantity", Kind::Float, "Quantity"),
-            ("state", Kind::Selection(&["draft", "waiting", "confirmed", "partially_available", "assigned", "done", "cancel"]), "Status"),
+            (
+                "state",
+                Kind::Selection(&[
+                    "draft",
+                    "waiting",
+                    "confirmed",
+                    "partially_available",
+                    "assigned",
+                    "done",
+                    "cancel",
+                ]),
+                "Status",
+            ),
             ("price_unit", Kind::Float, "Unit Price"),
             ("weight", Kind::Float, "Weight"),
         ],
@@ -400,9 +412,11 @@ impl Db {
             for (f, desc) in &keys {
                 let (x, y) = (a.get(f).unwrap_or(&Value::Null), b.get(f).unwrap_or(&Value::Null));
                 let o = match (x, y) {
-                    (Value::Number(p), Value::Number(q)) => {
-                        p.as_f64().unwrap_or(0.0).partial_cmp(&q.as_f64().unwrap_or(0.0)).unwrap_or(std::cmp::Ordering::Equal)
-                    }
+                    (Value::Number(p), Value::Number(q)) => p
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        .partial_cmp(&q.as_f64().unwrap_or(0.0))
+                        .unwrap_or(std::cmp::Ordering::Equal),
                     (Value::String(p), Value::String(q)) => p.cmp(q),
                     _ => std::cmp::Ordering::Equal,
                 };
@@ -445,7 +459,10 @@ impl Db {
             if matches!(f.as_str(), "id" | "display_name" | "create_date" | "write_date" | "write_uid")
                 || matches!(kind, Kind::One2many(..))
             {
-                return Err(Exception::value(format!("Invalid field {f:?} on model {:?}: it cannot be written", def.name)));
+                return Err(Exception::value(format!(
+                    "Invalid field {f:?} on model {:?}: it cannot be written",
+                    def.name
+                )));
             }
             let ok = match kind {
                 _ if matches!(v, Value::Bool(false)) => true,
@@ -482,7 +499,9 @@ impl Db {
                 Self::check_fields(def, &fields)?;
                 let found = self.search(def, p)?;
                 let recs = &self.records[def.name];
-                Ok(Value::Array(found.iter().map(|id| Value::Object(self.read_fields(def, &recs[id], &fields))).collect()))
+                Ok(Value::Array(
+                    found.iter().map(|id| Value::Object(self.read_fields(def, &recs[id], &fields))).collect(),
+                ))
             }
             "search" => {
                 self.check_rights(c.uid, def, "read")?;
@@ -499,7 +518,9 @@ impl Db {
                 Self::check_fields(def, &fields)?;
                 self.existing(def, &ids, c.uid)?;
                 let recs = &self.records[def.name];
-                Ok(Value::Array(ids.iter().map(|id| Value::Object(self.read_fields(def, &recs[id], &fields))).collect()))
+                Ok(Value::Array(
+                    ids.iter().map(|id| Value::Object(self.read_fields(def, &recs[id], &fields))).collect(),
+                ))
             }
             "write" => {
                 self.check_rights(c.uid, def, "write")?;

@@ -15,7 +15,11 @@ fn venv_python() -> PathBuf {
     let ready = python.exists()
         && Command::new(&python).args(["-c", "import odoorpc"]).status().map(|s| s.success()).unwrap_or(false);
     if !ready {
-        let st = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 is needed (apt-get install python3 python3-venv)");
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 is needed (apt-get install python3 python3-venv)");
         assert!(st.success(), "python3 -m venv failed; install python3-venv");
         let st = Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "odoorpc==0.10.1"])
@@ -67,7 +71,10 @@ async fn odoorpc_logs_in_reads_and_writes() {
         ("WH/OUT/00003", "confirmed", "0", "outgoing"),
         ("WH/IN/00001", "assigned", "0", "incoming"),
     ] {
-        d.seed("stock.picking", json!({"name": name, "state": state, "priority": prio, "picking_type_code": code, "partner_id": partner}));
+        d.seed(
+            "stock.picking",
+            json!({"name": name, "state": state, "priority": prio, "picking_type_code": code, "partner_id": partner}),
+        );
     }
     let port = odoo.addr.port().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -80,7 +87,11 @@ async fn odoorpc_logs_in_reads_and_writes() {
     assert_eq!(v["version"], "17.0");
     assert_eq!(v["uid"], 6);
     let names: Vec<&str> = v["read"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["WH/OUT/00001", "WH/OUT/00002"], "the domain selects assigned, or confirmed and starred, outgoing");
+    assert_eq!(
+        names,
+        ["WH/OUT/00001", "WH/OUT/00002"],
+        "the domain selects assigned, or confirmed and starred, outgoing"
+    );
     assert_eq!(v["read"][0]["partner_id"], json!([partner, "Acme BV"]), "many2one reads as [id, name]");
     assert_eq!(v["after_write"][0]["carrier_tracking_ref"], "TRK-PY-1");
     assert_eq!(v["count"], 1);

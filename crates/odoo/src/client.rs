@@ -69,7 +69,11 @@ impl Client {
             .user_agent(concat!("dispatchd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OdooError::Protocol { what: "the HTTP client".into(), detail: e.to_string() })?;
-        Ok(Client { http, conn: Connection { url: conn.url.trim_end_matches('/').to_string(), ..conn }, uid: Default::default() })
+        Ok(Client {
+            http,
+            conn: Connection { url: conn.url.trim_end_matches('/').to_string(), ..conn },
+            uid: Default::default(),
+        })
     }
 
     pub fn connection(&self) -> &Connection {
@@ -120,11 +124,19 @@ impl Client {
             if name == "odoo.exceptions.AccessDenied" {
                 return Err(self.auth_error());
             }
-            return Err(OdooError::Server { model: model.into(), method: method_label(service, method, &args), name, message });
+            return Err(OdooError::Server {
+                model: model.into(),
+                method: method_label(service, method, &args),
+                name,
+                message,
+            });
         }
         match v.get("result") {
             Some(r) => Ok(r.clone()),
-            None => Err(OdooError::Protocol { what: format!("{service}.{method}"), detail: format!("HTTP {status}: no `result` and no `error`") }),
+            None => Err(OdooError::Protocol {
+                what: format!("{service}.{method}"),
+                detail: format!("HTTP {status}: no `result` and no `error`"),
+            }),
         }
     }
 
@@ -145,7 +157,10 @@ impl Client {
                 if resp.status().is_server_error() {
                     return Err(self.unavailable(format!("HTTP {}", resp.status().as_u16())));
                 }
-                let v: Value = resp.json().await.map_err(|e| OdooError::Protocol { what: "/web/version".into(), detail: e.to_string() })?;
+                let v: Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| OdooError::Protocol { what: "/web/version".into(), detail: e.to_string() })?;
                 json!({"server_version": v.get("version"), "server_version_info": v.get("version_info")})
             }
         };
@@ -156,7 +171,10 @@ impl Client {
             .and_then(Value::as_u64)
             .map(|m| m as u32)
             .or_else(|| version.split('.').next().and_then(|m| m.trim_start_matches("saas~").parse().ok()))
-            .ok_or_else(|| OdooError::Protocol { what: "version".into(), detail: format!("no server version in {v}") })?;
+            .ok_or_else(|| OdooError::Protocol {
+                what: "version".into(),
+                detail: format!("no server version in {v}"),
+            })?;
         Ok(ServerVersion { version, major })
     }
 
@@ -169,7 +187,8 @@ impl Client {
         }
         let uid = match self.conn.api {
             Api::JsonRpc => {
-                let args = vec![json!(self.conn.database), json!(self.conn.login), json!(self.conn.key.expose()), json!({})];
+                let args =
+                    vec![json!(self.conn.database), json!(self.conn.login), json!(self.conn.key.expose()), json!({})];
                 match self.rpc("common", "authenticate", args, "common").await? {
                     Value::Number(n) => n.as_i64().ok_or_else(|| self.auth_error())?,
                     _ => return Err(self.auth_error()),
@@ -185,7 +204,13 @@ impl Client {
     }
 
     /// Calls `model.method` with named parameters (and the record ids for record methods).
-    pub async fn call(&self, model: &str, method: &str, ids: Option<&[i64]>, params: Map<String, Value>) -> Result<Value, OdooError> {
+    pub async fn call(
+        &self,
+        model: &str,
+        method: &str,
+        ids: Option<&[i64]>,
+        params: Map<String, Value>,
+    ) -> Result<Value, OdooError> {
         match self.conn.api {
             Api::JsonRpc => {
                 let uid = self.uid().await?;
@@ -203,7 +228,9 @@ impl Client {
                     Value::Object(params),
                 ];
                 self.rpc("object", "execute_kw", args, model).await.map_err(|e| match e {
-                    OdooError::Server { name, message, .. } => OdooError::Server { model: model.into(), method: method.into(), name, message },
+                    OdooError::Server { name, message, .. } => {
+                        OdooError::Server { model: model.into(), method: method.into(), name, message }
+                    }
                     other => other,
                 })
             }
@@ -211,30 +238,35 @@ impl Client {
         }
     }
 
-    async fn call_json2(&self, model: &str, method: &str, ids: Option<&[i64]>, params: Map<String, Value>) -> Result<Value, OdooError> {
-        {
-            {
-                let mut body = params;
-                if let Some(ids) = ids {
-                    body.insert("ids".into(), json!(ids));
-                }
-                let (status, v) = self.post(&format!("/json/2/{model}/{method}"), &Value::Object(body), true).await?;
-                match status {
-                    200..=299 => Ok(v),
-                    401 => Err(self.auth_error()),
-                    _ => {
-                        let name = v.get("name").and_then(Value::as_str);
-                        match name {
-                            Some(name) => Err(OdooError::Server {
-                                model: model.into(),
-                                method: method.into(),
-                                name: name.to_string(),
-                                message: v.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
-                            }),
-                            None if status >= 500 => Err(self.unavailable(format!("HTTP {status}"))),
-                            None => Err(OdooError::Protocol { what: format!("{model}.{method}"), detail: format!("HTTP {status}: {v}") }),
-                        }
-                    }
+    async fn call_json2(
+        &self,
+        model: &str,
+        method: &str,
+        ids: Option<&[i64]>,
+        params: Map<String, Value>,
+    ) -> Result<Value, OdooError> {
+        let mut body = params;
+        if let Some(ids) = ids {
+            body.insert("ids".into(), json!(ids));
+        }
+        let (status, v) = self.post(&format!("/json/2/{model}/{method}"), &Value::Object(body), true).await?;
+        match status {
+            200..=299 => Ok(v),
+            401 => Err(self.auth_error()),
+            _ => {
+                let name = v.get("name").and_then(Value::as_str);
+                match name {
+                    Some(name) => Err(OdooError::Server {
+                        model: model.into(),
+                        method: method.into(),
+                        name: name.to_string(),
+                        message: v.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                    }),
+                    None if status >= 500 => Err(self.unavailable(format!("HTTP {status}"))),
+                    None => Err(OdooError::Protocol {
+                        what: format!("{model}.{method}"),
+                        detail: format!("HTTP {status}: {v}"),
+                    }),
                 }
             }
         }
@@ -264,14 +296,20 @@ impl Client {
         let mut p = Map::new();
         p.insert("domain".into(), domain);
         let v = self.call(model, "search", None, p).await?;
-        v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .ok_or_else(|| OdooError::Protocol { what: format!("{model}.search"), detail: format!("expected a list of ids, got {v}") })
+        v.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).ok_or_else(|| OdooError::Protocol {
+            what: format!("{model}.search"),
+            detail: format!("expected a list of ids, got {v}"),
+        })
     }
 
     /// `read` of these ids; ids that no longer exist are left out (Odoo raises MissingError
     /// for the whole call, so the ids are checked with `search` first).
-    pub async fn read(&self, model: &str, ids: &[i64], fields: &[String]) -> Result<Vec<Map<String, Value>>, OdooError> {
+    pub async fn read(
+        &self,
+        model: &str,
+        ids: &[i64],
+        fields: &[String],
+    ) -> Result<Vec<Map<String, Value>>, OdooError> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
@@ -302,7 +340,10 @@ impl Client {
         let mut p = Map::new();
         p.insert("domain".into(), domain);
         let v = self.call(model, "search_count", None, p).await?;
-        v.as_u64().ok_or_else(|| OdooError::Protocol { what: format!("{model}.search_count"), detail: format!("expected a number, got {v}") })
+        v.as_u64().ok_or_else(|| OdooError::Protocol {
+            what: format!("{model}.search_count"),
+            detail: format!("expected a number, got {v}"),
+        })
     }
 
     /// Posts a note on a record's chatter (`mail.thread.message_post`); returns the message id.
@@ -335,8 +376,13 @@ fn method_label(service: &str, method: &str, args: &[Value]) -> String {
 
 fn records(v: Value, model: &str, method: &str) -> Result<Vec<Map<String, Value>>, OdooError> {
     match v {
-        Value::Array(items) => Ok(items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect()),
-        other => Err(OdooError::Protocol { what: format!("{model}.{method}"), detail: format!("expected a list of records, got {other}") }),
+        Value::Array(items) => {
+            Ok(items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect())
+        }
+        other => Err(OdooError::Protocol {
+            what: format!("{model}.{method}"),
+            detail: format!("expected a list of records, got {other}"),
+        }),
     }
 }
 

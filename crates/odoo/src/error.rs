@@ -10,7 +10,9 @@ pub enum OdooError {
     #[error("Odoo at {url} is unreachable: {detail}")]
     Unavailable { url: String, detail: String },
     /// The login, password or API key was refused.
-    #[error("Odoo refused the credentials of `{login}` on database `{database}`: check [odoo] login and the DISPATCHD_ODOO_API_KEY (an API key of the bot user, Preferences → Account Security)")]
+    #[error(
+        "Odoo refused the credentials of `{login}` on database `{database}`: check [odoo] login and the DISPATCHD_ODOO_API_KEY (an API key of the bot user, Preferences → Account Security)"
+    )]
     Auth { login: String, database: String },
     /// Odoo raised an exception while running `model.method`.
     #[error("{model}.{method}: {name}: {message}{hint}", hint = hint(name, model))]

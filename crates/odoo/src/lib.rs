@@ -74,7 +74,13 @@ pub struct SyncSettings {
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings { enabled: true, cadence: "every 1m".into(), batch: 100, overlap_secs: 120, reconcile_deleted: true }
+        SyncSettings {
+            enabled: true,
+            cadence: "every 1m".into(),
+            batch: 100,
+            overlap_secs: 120,
+            reconcile_deleted: true,
+        }
     }
 }
 
@@ -132,7 +138,10 @@ impl OdooConfig {
         problems.extend(self.mapping.check());
         for (short, code) in &self.mapping.warehouses {
             if !warehouses.is_empty() && !warehouses.contains(code) {
-                problems.push(format!("mapping.warehouses.{short} = \"{code}\" is not a configured warehouse ({})", warehouses.join(", ")));
+                problems.push(format!(
+                    "mapping.warehouses.{short} = \"{code}\" is not a configured warehouse ({})",
+                    warehouses.join(", ")
+                ));
             }
         }
         problems.extend(self.writeback.check());

@@ -110,7 +110,8 @@ impl Default for Mapping {
 }
 
 /// Fields the sync itself needs besides the mapping's.
-const PICKING_FIELDS: &[&str] = &["id", "name", "state", "picking_type_code", "write_date", "sale_id", "partner_id", "move_ids", "priority"];
+const PICKING_FIELDS: &[&str] =
+    &["id", "name", "state", "picking_type_code", "write_date", "sale_id", "partner_id", "move_ids", "priority"];
 const SALE_FIELDS: &[&str] = &["id", "name", "partner_id"];
 const PARTNER_FIELDS: &[&str] = &["id", "name"];
 const MOVE_FIELDS: &[&str] = &["id", "picking_id", "state"];
@@ -127,7 +128,8 @@ pub struct FieldSets {
 
 impl Mapping {
     fn picking_paths(&self) -> Vec<&str> {
-        let mut all: Vec<&str> = vec![&self.external_id, &self.warehouse, &self.credit, &self.credit_limit, &self.carrier];
+        let mut all: Vec<&str> =
+            vec![&self.external_id, &self.warehouse, &self.credit, &self.credit_limit, &self.carrier];
         for list in [
             &self.customer_id,
             &self.customer_name,
@@ -172,7 +174,9 @@ impl Mapping {
             }
         }
         let mut moves: BTreeSet<String> = MOVE_FIELDS.iter().map(|s| s.to_string()).collect();
-        for f in [&self.line_product, &self.line_qty, &self.line_qty_allocated, &self.line_unit_value, &self.line_weight] {
+        for f in
+            [&self.line_product, &self.line_qty, &self.line_qty_allocated, &self.line_unit_value, &self.line_weight]
+        {
             moves.insert(f.clone());
         }
         FieldSets {
@@ -192,7 +196,9 @@ impl Mapping {
                 let parts: Vec<&str> = p.split('.').collect();
                 !matches!(parts.as_slice(), [_] | ["sale_id", _] | ["partner_id", _] | ["sale_id", "partner_id", _])
             })
-            .map(|p| format!("`{p}`: paths are `field`, `sale_id.field`, `partner_id.field` or `sale_id.partner_id.field`"))
+            .map(|p| {
+                format!("`{p}`: paths are `field`, `sale_id.field`, `partner_id.field` or `sale_id.partner_id.field`")
+            })
             .collect()
     }
 }
@@ -212,9 +218,15 @@ pub struct Bundle {
 pub enum Mapped {
     Upsert(Box<OrderFacts>),
     /// Cancelled in Odoo.
-    Cancel { external_id: String, reason: String },
+    Cancel {
+        external_id: String,
+        reason: String,
+    },
     /// Not an open outgoing delivery dispatchd decides on (validated, or not outgoing).
-    Ignore { external_id: String, why: String },
+    Ignore {
+        external_id: String,
+        why: String,
+    },
 }
 
 /// A picking that cannot become an order, naming the Odoo field and what to fix.
@@ -277,7 +289,11 @@ impl Bundle {
         self.sale.as_ref().and_then(|s| m2o_id(s.get("partner_id")))
     }
     pub fn move_ids(&self) -> Vec<i64> {
-        self.picking.get("move_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+        self.picking
+            .get("move_ids")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default()
     }
 
     /// The value at a path and the `model.field` it names (for messages).
@@ -309,7 +325,9 @@ pub fn map_picking(b: &Bundle, m: &Mapping) -> Result<Mapped, MappingError> {
     let name = b.picking_name();
     let err = |field: String, problem: String| MappingError { picking: name.clone(), field, problem };
     let (ext, ext_field) = b.at(&m.external_id);
-    let external_id = text(&ext).filter(|s| !s.is_empty()).ok_or_else(|| err(ext_field, "is empty; it is the order's external_id".into()))?;
+    let external_id = text(&ext)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err(ext_field, "is empty; it is the order's external_id".into()))?;
     let state = b.picking.get("state").and_then(Value::as_str).unwrap_or("");
     if state == "cancel" {
         return Ok(Mapped::Cancel { external_id, reason: "cancelled in Odoo".into() });
@@ -329,27 +347,37 @@ pub fn map_picking(b: &Bundle, m: &Mapping) -> Result<Mapped, MappingError> {
     })?;
 
     let promised = b.first(&m.promised_date).and_then(|v| text(&v)).ok_or_else(|| {
-        err(m.promised_date.join(" / "), "are all empty; set the sale order's delivery date (commitment_date) or the picking's deadline".into())
+        err(
+            m.promised_date.join(" / "),
+            "are all empty; set the sale order's delivery date (commitment_date) or the picking's deadline".into(),
+        )
     })?;
     let promised_date = NaiveDate::parse_from_str(promised.get(..10).unwrap_or(&promised), "%Y-%m-%d")
         .map_err(|_| err(m.promised_date.join(" / "), format!("holds `{promised}`, not a date")))?;
 
     let service_level = match b.first_text(&m.service_level) {
         Some(code) => ServiceLevel::from_code(&code.to_ascii_lowercase()).ok_or_else(|| {
-            err(m.service_level.join(" / "), format!("holds `{code}`; use one of same_day, next_day, express, standard, economy"))
+            err(
+                m.service_level.join(" / "),
+                format!("holds `{code}`; use one of same_day, next_day, express, standard, economy"),
+            )
         })?,
         None if b.picking.get("priority").and_then(Value::as_str) == Some("1") => m.urgent_service_level,
         None => m.default_service_level,
     };
 
     let credit_status = match (b.at(&m.credit).0, b.at(&m.credit_limit).0) {
-        (c, l) if number(&l).is_some_and(|l| l > 0.0) && number(&c).is_some_and(|c| c > number(&l).unwrap_or(0.0)) => CreditStatus::OverLimit,
+        (c, l) if number(&l).is_some_and(|l| l > 0.0) && number(&c).is_some_and(|c| c > number(&l).unwrap_or(0.0)) => {
+            CreditStatus::OverLimit
+        }
         _ => CreditStatus::Ok,
     };
-    let customer_id = b.first(&m.customer_id).and_then(|v| text(&v)).map(|t| {
-        if t.chars().all(|c| c.is_ascii_digit()) { format!("res.partner/{t}") } else { t }
-    });
-    let customer_id = customer_id.ok_or_else(|| err(format!("{PICKING}.partner_id"), "is empty; the picking needs a customer".into()))?;
+    let customer_id = b
+        .first(&m.customer_id)
+        .and_then(|v| text(&v))
+        .map(|t| if t.chars().all(|c| c.is_ascii_digit()) { format!("res.partner/{t}") } else { t });
+    let customer_id = customer_id
+        .ok_or_else(|| err(format!("{PICKING}.partner_id"), "is empty; the picking needs a customer".into()))?;
     let tier = b.first_text(&m.customer_tier).map(|t| t.to_ascii_lowercase()).unwrap_or_else(|| "standard".into());
 
     let street = match (b.first_text(&m.ship_to_street), b.first_text(&m.ship_to_street2)) {
@@ -373,7 +401,12 @@ pub fn map_picking(b: &Bundle, m: &Mapping) -> Result<Mapped, MappingError> {
         }
         let get = |f: &str| mv.get(f).cloned().unwrap_or(Value::Bool(false));
         let product = get(&m.line_product);
-        let sku = sku_of(&product).ok_or_else(|| err(format!("{MOVE}.{}", m.line_product), format!("of move {} is empty", mv.get("id").unwrap_or(&Value::Null))))?;
+        let sku = sku_of(&product).ok_or_else(|| {
+            err(
+                format!("{MOVE}.{}", m.line_product),
+                format!("of move {} is empty", mv.get("id").unwrap_or(&Value::Null)),
+            )
+        })?;
         let qty_f = number(&get(&m.line_qty)).unwrap_or(0.0);
         let qty = qty_f.ceil().max(0.0) as u32;
         let allocated = number(&get(&m.line_qty_allocated)).unwrap_or(0.0).floor().clamp(0.0, f64::from(qty)) as u32;
@@ -462,13 +495,23 @@ mod tests {
             picking: obj(json!({"id": 7, "name": "WH/OUT/00042", "state": "assigned", "picking_type_code": "outgoing",
                 "partner_id": [11, "Acme BV, Receiving"], "sale_id": [3, "S00042"], "priority": "0",
                 "scheduled_date": "2026-11-27 08:00:00", "date_deadline": false, "carrier_id": [1, "DHL Express"], "move_ids": [21, 22]})),
-            sale: Some(obj(json!({"id": 3, "name": "S00042", "partner_id": [10, "Acme BV"], "commitment_date": "2026-11-28 10:00:00",
-                "team_id": [2, "Website"], "user_id": [7, "Marc Demo"], "payment_term_id": [4, "30 Days"], "x_dispatch_service_level": false}))),
-            ship_to: Some(obj(json!({"id": 11, "name": "Acme BV, Receiving", "street": "Damrak 1", "street2": false, "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}))),
-            customer: Some(obj(json!({"id": 10, "name": "Acme BV", "ref": "C-100", "credit": 900.0, "credit_limit": 1000.0, "x_dispatch_tier": "gold", "user_id": false}))),
+            sale: Some(obj(
+                json!({"id": 3, "name": "S00042", "partner_id": [10, "Acme BV"], "commitment_date": "2026-11-28 10:00:00",
+                "team_id": [2, "Website"], "user_id": [7, "Marc Demo"], "payment_term_id": [4, "30 Days"], "x_dispatch_service_level": false}),
+            )),
+            ship_to: Some(obj(
+                json!({"id": 11, "name": "Acme BV, Receiving", "street": "Damrak 1", "street2": false, "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}),
+            )),
+            customer: Some(obj(
+                json!({"id": 10, "name": "Acme BV", "ref": "C-100", "credit": 900.0, "credit_limit": 1000.0, "x_dispatch_tier": "gold", "user_id": false}),
+            )),
             moves: vec![
-                obj(json!({"id": 21, "product_id": [5, "[P-1] Pump"], "product_uom_qty": 4.0, "quantity": 4.0, "price_unit": 120.0, "weight": 14.0, "state": "assigned"})),
-                obj(json!({"id": 22, "product_id": [6, "Seal kit"], "product_uom_qty": 2.0, "quantity": 1.0, "price_unit": 5.0, "weight": 0.0, "state": "partially_available"})),
+                obj(
+                    json!({"id": 21, "product_id": [5, "[P-1] Pump"], "product_uom_qty": 4.0, "quantity": 4.0, "price_unit": 120.0, "weight": 14.0, "state": "assigned"}),
+                ),
+                obj(
+                    json!({"id": 22, "product_id": [6, "Seal kit"], "product_uom_qty": 2.0, "quantity": 1.0, "price_unit": 5.0, "weight": 0.0, "state": "partially_available"}),
+                ),
             ],
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client::Client;
 use crate::error::OdooError;
-use crate::mapping::{self, Bundle, Mapped, PARTNER, PICKING, SALE, MOVE};
+use crate::mapping::{self, Bundle, MOVE, Mapped, PARTNER, PICKING, SALE};
 use crate::plan::{self, Cursor};
 use crate::{OdooConfig, OdooSecrets};
 
@@ -131,7 +131,8 @@ impl Connector {
         let f = self.cfg.mapping.field_sets();
         let sale_ids: BTreeSet<i64> = pickings.iter().filter_map(|p| m2o(p.get("sale_id"))).collect();
         let sales = self.client.read(SALE, &sale_ids.into_iter().collect::<Vec<_>>(), &f.sale).await?;
-        let sales: HashMap<i64, Map<String, Value>> = sales.into_iter().filter_map(|s| Some((s.get("id")?.as_i64()?, s))).collect();
+        let sales: HashMap<i64, Map<String, Value>> =
+            sales.into_iter().filter_map(|s| Some((s.get("id")?.as_i64()?, s))).collect();
         let mut partner_ids: BTreeSet<i64> = pickings.iter().filter_map(|p| m2o(p.get("partner_id"))).collect();
         partner_ids.extend(sales.values().filter_map(|s| m2o(s.get("partner_id"))));
         let mut partner_fields: BTreeSet<String> = f.ship_to.iter().cloned().collect();
@@ -156,7 +157,8 @@ impl Connector {
             .into_iter()
             .map(|p| {
                 let sale = m2o(p.get("sale_id")).and_then(|id| sales.get(&id).cloned());
-                let customer = sale.as_ref().and_then(|s| m2o(s.get("partner_id"))).and_then(|id| partners.get(&id).cloned());
+                let customer =
+                    sale.as_ref().and_then(|s| m2o(s.get("partner_id"))).and_then(|id| partners.get(&id).cloned());
                 let ship_to = m2o(p.get("partner_id")).and_then(|id| partners.get(&id).cloned());
                 let id = p.get("id").and_then(Value::as_i64).unwrap_or(0);
                 let mut moves = by_picking.remove(&id).unwrap_or_default();
@@ -166,7 +168,12 @@ impl Connector {
             .collect())
     }
 
-    async fn write(&self, target: Target, cmd: Command, actor: &str) -> Result<dispatch_store::WriteOutcome, StoreError> {
+    async fn write(
+        &self,
+        target: Target,
+        cmd: Command,
+        actor: &str,
+    ) -> Result<dispatch_store::WriteOutcome, StoreError> {
         let now = (self.ingest.now)();
         self.ingest
             .store
@@ -196,19 +203,29 @@ impl Connector {
                 Ok(Mapped::Upsert(facts)) => {
                     let errors = dispatch_core::validate(&facts, &self.ingest.warehouses);
                     if !errors.is_empty() {
-                        let detail: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+                        let detail: Vec<String> =
+                            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
                         let msg = format!("stock.picking {name}: the mapped order is invalid: {}", detail.join("; "));
                         tracing::warn!(target: "dispatchd::odoo", picking = %name, "{msg}");
                         metrics::counter!("dispatchd_odoo_records_total", "outcome" => "rejected").increment(1);
                         report.rejected.push(msg);
                         continue;
                     }
-                    let target = Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
-                    writes.push((name, true, self.write(target, Command::Upsert { facts, expected_version: None }, actor)));
+                    let target =
+                        Target::NaturalKey { source: facts.source.clone(), external_id: facts.external_id.clone() };
+                    writes.push((
+                        name,
+                        true,
+                        self.write(target, Command::Upsert { facts, expected_version: None }, actor),
+                    ));
                 }
                 Ok(Mapped::Cancel { external_id, reason }) => {
                     let target = Target::NaturalKey { source: mapping::SOURCE.into(), external_id };
-                    writes.push((name, false, self.write(target, Command::Cancel { reason: Some(reason), expected_version: None }, actor)));
+                    writes.push((
+                        name,
+                        false,
+                        self.write(target, Command::Cancel { reason: Some(reason), expected_version: None }, actor),
+                    ));
                 }
             }
         }
@@ -343,7 +360,9 @@ impl Connector {
         };
         loop {
             let page = store.list_orders(&q).await?;
-            names.extend(page.items.iter().filter(|o| o.facts.source == mapping::SOURCE).map(|o| o.facts.external_id.clone()));
+            names.extend(
+                page.items.iter().filter(|o| o.facts.source == mapping::SOURCE).map(|o| o.facts.external_id.clone()),
+            );
             match page.next_after {
                 Some(a) => q.after_id = Some(a),
                 None => break,
@@ -351,7 +370,10 @@ impl Connector {
         }
         let mut cancelled = 0;
         for chunk in names.chunks(200) {
-            let found = self.client.search_read(PICKING, json!([["name", "in", chunk]]), &["name".to_string()], None, None).await?;
+            let found = self
+                .client
+                .search_read(PICKING, json!([["name", "in", chunk]]), &["name".to_string()], None, None)
+                .await?;
             let present: BTreeSet<&str> = found.iter().filter_map(|r| r.get("name").and_then(Value::as_str)).collect();
             for name in chunk.iter().filter(|n| !present.contains(n.as_str())) {
                 let target = Target::NaturalKey { source: mapping::SOURCE.into(), external_id: name.clone() };
@@ -380,7 +402,10 @@ impl Connector {
             SALE => self.client.search(PICKING, json!([["sale_id", "=", id], outgoing])).await?,
             PARTNER => {
                 let sales = self.client.search(SALE, json!([["partner_id", "=", id]])).await?;
-                let mut ids = self.client.search(PICKING, json!([outgoing, open, "|", ["partner_id", "=", id], ["sale_id", "in", sales]])).await?;
+                let mut ids = self
+                    .client
+                    .search(PICKING, json!([outgoing, open, "|", ["partner_id", "=", id], ["sale_id", "in", sales]]))
+                    .await?;
                 ids.sort_unstable();
                 ids
             }
@@ -388,7 +413,13 @@ impl Connector {
                 let moves = self.client.read(MOVE, &[id], &["picking_id".to_string()]).await?;
                 moves.iter().filter_map(|m| m2o(m.get("picking_id"))).collect()
             }
-            other => return Err(OdooError::Protocol { what: "webhook".into(), detail: format!("model {other} is not synced") }.into()),
+            other => {
+                return Err(OdooError::Protocol {
+                    what: "webhook".into(),
+                    detail: format!("model {other} is not synced"),
+                }
+                .into());
+            }
         };
         let fields = self.cfg.mapping.field_sets().picking;
         let pickings = if ids.is_empty() {
@@ -423,7 +454,8 @@ impl Connector {
     pub async fn check(&self) -> Result<CheckReport, OdooError> {
         let version = self.client.version().await?;
         let uid = self.client.uid().await?;
-        let users = self.client.read("res.users", &[uid], &["name".to_string(), "login".to_string()]).await.unwrap_or_default();
+        let users =
+            self.client.read("res.users", &[uid], &["name".to_string(), "login".to_string()]).await.unwrap_or_default();
         let user = users.first().map(|u| {
             format!(
                 "{} ({}, id {uid})",
@@ -435,7 +467,11 @@ impl Connector {
         for (model, ops) in crate::needed_access() {
             for op in ops {
                 let ok = self.client.check_access_rights(model, op).await;
-                access.push(AccessLine { model: model.to_string(), operation: op.to_string(), result: ok.map_err(|e| e.to_string()) });
+                access.push(AccessLine {
+                    model: model.to_string(),
+                    operation: op.to_string(),
+                    result: ok.map_err(|e| e.to_string()),
+                });
             }
         }
         // The write-back fields must exist on stock.picking (custom fields are added by hand).

@@ -165,7 +165,8 @@ pub fn plan(job: &WritebackJob, current: Option<&Order>, s: &WritebackSettings, 
     if !s.status_field.is_empty() {
         values.insert(s.status_field.clone(), json!(state.code()));
     }
-    let tracking = current.and_then(|o| o.shipment.as_ref().map(|sh| sh.tracking_number.clone()))
+    let tracking = current
+        .and_then(|o| o.shipment.as_ref().map(|sh| sh.tracking_number.clone()))
         .or_else(|| job.shipment.as_ref().map(|sh| sh.tracking_number.clone()));
     if let Some(t) = tracking
         && !s.tracking_field.is_empty()
@@ -176,17 +177,24 @@ pub fn plan(job: &WritebackJob, current: Option<&Order>, s: &WritebackSettings, 
     let text = match job.state {
         OrderState::OnHold => {
             let reasons: Vec<&str> = job.hold_reasons.iter().map(|r| r.code()).collect();
-            Some(format!("dispatchd: on hold ({}).", if reasons.is_empty() { "policy".into() } else { reasons.join(", ") }))
+            Some(format!(
+                "dispatchd: on hold ({}).",
+                if reasons.is_empty() { "policy".into() } else { reasons.join(", ") }
+            ))
         }
         OrderState::AwaitingApproval => Some("dispatchd: waiting for an approval before dispatch.".to_string()),
-        OrderState::Released if matches!(job.previous_state, Some(OrderState::OnHold | OrderState::AwaitingApproval)) => {
+        OrderState::Released
+            if matches!(job.previous_state, Some(OrderState::OnHold | OrderState::AwaitingApproval)) =>
+        {
             Some("dispatchd: released for dispatch (hold resolved or approved).".to_string())
         }
         OrderState::Booked => job
             .shipment
             .as_ref()
             .map(|sh| format!("dispatchd: booked with {}, tracking number {}.", sh.carrier, sh.tracking_number)),
-        OrderState::Exception => Some(format!("dispatchd: exception: {}.", job.status_note.as_deref().unwrap_or("see dispatchd"))),
+        OrderState::Exception => {
+            Some(format!("dispatchd: exception: {}.", job.status_note.as_deref().unwrap_or("see dispatchd")))
+        }
         _ => None,
     };
     let note = text.filter(|_| s.chatter).map(|t| format!("{t} {marker}"));
@@ -196,7 +204,10 @@ pub fn plan(job: &WritebackJob, current: Option<&Order>, s: &WritebackSettings, 
 /// What one attempt did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
-    Done { wrote: Vec<String>, posted: bool },
+    Done {
+        wrote: Vec<String>,
+        posted: bool,
+    },
     /// The picking is gone from Odoo: nothing to write.
     NoPicking,
 }
@@ -208,7 +219,8 @@ pub async fn apply(client: &Client, external_id: &str, p: &Plan) -> Result<Appli
     let found = client.search_read(PICKING, json!([["name", "=", external_id]]), &fields, None, Some(1)).await?;
     let Some(rec) = found.first() else { return Ok(Applied::NoPicking) };
     let id = rec.get("id").and_then(Value::as_i64).unwrap_or(0);
-    let changed: Map<String, Value> = p.values.iter().filter(|(k, v)| rec.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let changed: Map<String, Value> =
+        p.values.iter().filter(|(k, v)| rec.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let wrote: Vec<String> = changed.keys().cloned().collect();
     if !changed.is_empty() {
         client.write(PICKING, &[id], changed).await?;
@@ -216,7 +228,10 @@ pub async fn apply(client: &Client, external_id: &str, p: &Plan) -> Result<Appli
     let mut posted = false;
     if let Some(note) = &p.note {
         let seen = client
-            .search_count("mail.message", json!([["model", "=", PICKING], ["res_id", "=", id], ["body", "ilike", p.marker]]))
+            .search_count(
+                "mail.message",
+                json!([["model", "=", PICKING], ["res_id", "=", id], ["body", "ilike", p.marker]]),
+            )
             .await?;
         if seen == 0 {
             client.message_post(PICKING, id, note).await?;
@@ -356,7 +371,10 @@ mod tests {
     fn notes_for_holds_approvals_and_bookings_carry_the_marker() {
         let s = WritebackSettings::default();
         let held = plan(&job(OrderState::OnHold), None, &s, "odoo_writeback:ord_1:3");
-        assert_eq!(held.note.as_deref(), Some("dispatchd: on hold (stock_short, credit_hold). [dispatchd odoo_writeback:ord_1:3]"));
+        assert_eq!(
+            held.note.as_deref(),
+            Some("dispatchd: on hold (stock_short, credit_hold). [dispatchd odoo_writeback:ord_1:3]")
+        );
         assert_eq!(held.values["x_dispatch_status"], "on_hold");
         let booked = plan(&job(OrderState::Booked), None, &s, "k");
         assert!(booked.note.unwrap().contains("tracking number TRK1"));

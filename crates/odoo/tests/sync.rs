@@ -26,7 +26,8 @@ async fn initial_load_then_incremental(api: Api) {
         seed_picking(e.double(), n, 4.0);
     }
     // Noise the sync must leave alone: a receipt and a validated delivery.
-    e.double().seed("stock.picking", json!({"name": "WH/IN/00001", "state": "assigned", "picking_type_code": "incoming"}));
+    e.double()
+        .seed("stock.picking", json!({"name": "WH/IN/00001", "state": "assigned", "picking_type_code": "incoming"}));
     let r = e.connector.sync_once(&|_| {}).await.unwrap();
     assert_eq!((r.read, r.created, r.pages), (250, 250, 3), "{r:?}");
     assert!(r.rejected.is_empty(), "{:?}", r.rejected);
@@ -151,11 +152,7 @@ async fn odoo_down_mid_sync_keeps_committed_pages_and_loses_nothing() {
     assert_eq!(r.created, 150, "{r:?}");
     assert_eq!(order_count(&e).await, 250);
     // Each order exactly once, each with its first two events only.
-    let all = e
-        .store
-        .list_orders(&OrderQuery { limit: 500, ..Default::default() })
-        .await
-        .unwrap();
+    let all = e.store.list_orders(&OrderQuery { limit: 500, ..Default::default() }).await.unwrap();
     assert!(all.items.iter().all(|o| o.version == 2), "no order written twice");
 }
 
@@ -190,5 +187,9 @@ async fn pickings_that_cannot_map_are_named_and_skipped() {
     let r = e.connector.sync_once(&|_| {}).await.unwrap();
     assert_eq!(r.created, 1);
     assert_eq!(r.rejected.len(), 1);
-    assert!(r.rejected[0].contains("ZZ/OUT/00002") && r.rejected[0].contains("[odoo.mapping.warehouses]"), "{:?}", r.rejected);
+    assert!(
+        r.rejected[0].contains("ZZ/OUT/00002") && r.rejected[0].contains("[odoo.mapping.warehouses]"),
+        "{:?}",
+        r.rejected
+    );
 }

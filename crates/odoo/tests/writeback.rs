@@ -145,7 +145,8 @@ async fn odoo_errors_are_typed_and_name_the_model() {
         assert!(text.contains("stock.picking.write") && text.contains("give the bot user's group"), "{text}");
         let missing = client.read("stock.picking", &[999], &["name".to_string()]).await.unwrap();
         assert!(missing.is_empty(), "a deleted record reads as absent");
-        let unknown = client.search_read("stock.picking", json!([["no_such_field", "=", 1]]), &[], None, None).await.unwrap_err();
+        let unknown =
+            client.search_read("stock.picking", json!([["no_such_field", "=", 1]]), &[], None, None).await.unwrap_err();
         assert_eq!(unknown.exception(), Some("builtins.ValueError"), "{unknown}");
         let wrong = dispatch_odoo::Client::new(dispatch_odoo::Connection {
             key: dispatch_integrations::Secret::new("wrong"),

@@ -21,15 +21,28 @@ async fn setup() -> (TestApp, Running, i64) {
     let d = &odoo.double;
     d.set_now(Some(start_time()));
     let customer = d.seed("res.partner", json!({"name": "Acme BV", "ref": "C-1", "credit": 0.0, "credit_limit": 0.0}));
-    let ship_to = d.seed("res.partner", json!({"name": "Acme BV", "street": "Damrak 1", "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}));
-    let sale = d.seed("sale.order", json!({"name": "S00001", "partner_id": customer, "commitment_date": "2026-11-27 10:00:00"}));
-    let picking = d.seed("stock.picking", json!({"name": "WH/OUT/00001", "state": "assigned", "picking_type_code": "outgoing",
-        "partner_id": ship_to, "sale_id": sale, "priority": "0", "scheduled_date": "2026-11-24 09:00:00"}));
+    let ship_to = d.seed(
+        "res.partner",
+        json!({"name": "Acme BV", "street": "Damrak 1", "city": "Amsterdam", "zip": "1012 LG", "country_code": "NL"}),
+    );
+    let sale = d.seed(
+        "sale.order",
+        json!({"name": "S00001", "partner_id": customer, "commitment_date": "2026-11-27 10:00:00"}),
+    );
+    let picking = d.seed(
+        "stock.picking",
+        json!({"name": "WH/OUT/00001", "state": "assigned", "picking_type_code": "outgoing",
+        "partner_id": ship_to, "sale_id": sale, "priority": "0", "scheduled_date": "2026-11-24 09:00:00"}),
+    );
     d.seed("stock.move", json!({"picking_id": picking, "product_id": [1, "[P-1] Pump"], "product_uom_qty": 2.0, "quantity": 2.0, "state": "assigned", "price_unit": 50.0}));
 
-    let mut cfg: OdooConfig = serde_json::from_value(json!({"url": odoo.url(), "database": "odoo", "login": BOT_LOGIN})).unwrap();
+    let mut cfg: OdooConfig =
+        serde_json::from_value(json!({"url": odoo.url(), "database": "odoo", "login": BOT_LOGIN})).unwrap();
     cfg.mapping.warehouses.insert("WH".into(), "AMS".into());
-    let secrets = OdooSecrets { api_key: Some(Secret::new(BOT_API_KEY)), webhook_secrets: vec![Secret::new("old-secret"), Secret::new(SECRET)] };
+    let secrets = OdooSecrets {
+        api_key: Some(Secret::new(BOT_API_KEY)),
+        webhook_secrets: vec![Secret::new("old-secret"), Secret::new(SECRET)],
+    };
     let state = app.state.clone();
     let clock = app.clock.clone();
     let ingest = Ingest {
@@ -44,7 +57,11 @@ async fn setup() -> (TestApp, Running, i64) {
 }
 
 async fn post(app: &TestApp, query: &str, secret: Option<&str>, body: &str) -> (u16, Value, Option<String>) {
-    let mut req = app.client.post(format!("{}/webhooks/odoo{query}", app.url)).header("content-type", "application/json").body(body.to_string());
+    let mut req = app
+        .client
+        .post(format!("{}/webhooks/odoo{query}", app.url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
     if let Some(s) = secret {
         req = req.header("X-Dispatchd-Secret", s);
     }

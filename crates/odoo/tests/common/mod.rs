@@ -82,18 +82,30 @@ pub async fn env_with(api: Api, batch: u32, overlap_secs: i64) -> Env {
 /// Seeds a customer, a delivery address, a sale order, an outgoing picking and its moves;
 /// returns the picking id. `reserved` of 4 units are reserved.
 pub fn seed_picking(d: &Double, n: u32, reserved: f64) -> i64 {
-    let customer = d.seed("res.partner", json!({"name": format!("Customer {n}"), "ref": format!("C-{n}"), "is_company": true,
-        "credit": 100.0, "credit_limit": 5000.0, "x_dispatch_tier": "gold"}));
-    let ship_to = d.seed("res.partner", json!({"name": format!("Customer {n}, Receiving"), "street": "Damrak 1", "city": "Amsterdam",
-        "zip": "1012 LG", "country_id": [165, "Netherlands"], "country_code": "NL"}));
+    let customer = d.seed(
+        "res.partner",
+        json!({"name": format!("Customer {n}"), "ref": format!("C-{n}"), "is_company": true,
+        "credit": 100.0, "credit_limit": 5000.0, "x_dispatch_tier": "gold"}),
+    );
+    let ship_to = d.seed(
+        "res.partner",
+        json!({"name": format!("Customer {n}, Receiving"), "street": "Damrak 1", "city": "Amsterdam",
+        "zip": "1012 LG", "country_id": [165, "Netherlands"], "country_code": "NL"}),
+    );
     let promised = (d.now() + chrono::Duration::days(5)).format("%Y-%m-%d 10:00:00").to_string();
     let sale = d.seed("sale.order", json!({"name": format!("S{n:05}"), "state": "sale", "partner_id": customer,
         "partner_shipping_id": ship_to, "commitment_date": promised, "team_id": [1, "Website"], "payment_term_id": [2, "30 Days"]}));
-    let picking = d.seed("stock.picking", json!({"name": format!("WH/OUT/{n:05}"), "state": "assigned", "picking_type_code": "outgoing",
+    let picking = d.seed(
+        "stock.picking",
+        json!({"name": format!("WH/OUT/{n:05}"), "state": "assigned", "picking_type_code": "outgoing",
         "picking_type_id": [2, "WH: Delivery Orders"], "partner_id": ship_to, "sale_id": sale, "priority": "0",
         "scheduled_date": d.now().format("%Y-%m-%d %H:%M:%S").to_string(), "carrier_id": [1, "DHL Express"],
-        "carrier_tracking_ref": false, "x_dispatch_status": false}));
-    d.seed("stock.move", json!({"name": "Pump", "picking_id": picking, "product_id": [10, "[P-1] Pump"], "product_uom_qty": 4.0,
-        "quantity": reserved, "state": "assigned", "price_unit": 120.0, "weight": 14.0}));
+        "carrier_tracking_ref": false, "x_dispatch_status": false}),
+    );
+    d.seed(
+        "stock.move",
+        json!({"name": "Pump", "picking_id": picking, "product_id": [10, "[P-1] Pump"], "product_uom_qty": 4.0,
+        "quantity": reserved, "state": "assigned", "price_unit": 120.0, "weight": 14.0}),
+    );
     picking
 }

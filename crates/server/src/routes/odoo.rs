@@ -26,7 +26,8 @@ fn refused(reason: &'static str, detail: &str) -> Response {
     // Nothing of the request is stored or logged but the reason.
     tracing::warn!(target: "dispatchd::security", reason, "Odoo webhook refused: {detail}");
     metrics::counter!("dispatchd_odoo_webhooks_total", "outcome" => reason).increment(1);
-    Problem::unauthorized("the Odoo webhook secret is missing or wrong (X-Dispatchd-Secret header or ?token=)").into_response()
+    Problem::unauthorized("the Odoo webhook secret is missing or wrong (X-Dispatchd-Secret header or ?token=)")
+        .into_response()
 }
 
 fn matches_any(presented: &str, secrets: &[dispatch_integrations::Secret]) -> bool {
@@ -77,10 +78,16 @@ pub async fn receive(
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request("malformed-webhook", format!("the body is not JSON: {e}")))?;
     let Some(obj) = payload.as_object() else {
-        return Err(Problem::bad_request("malformed-webhook", "the body must be a JSON object with `_model` and `_id`"));
+        return Err(Problem::bad_request(
+            "malformed-webhook",
+            "the body must be a JSON object with `_model` and `_id`",
+        ));
     };
     let model = obj.get("_model").and_then(Value::as_str).ok_or_else(|| {
-        Problem::bad_request("malformed-webhook", "`_model` is missing or not a string; send Odoo's \"Send Webhook Notification\" payload")
+        Problem::bad_request(
+            "malformed-webhook",
+            "`_model` is missing or not a string; send Odoo's \"Send Webhook Notification\" payload",
+        )
     })?;
     let id = obj
         .get("_id")
@@ -93,7 +100,10 @@ pub async fn receive(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-model",
             "Model not synced",
-            format!("dispatchd does not sync `{model}`; point the automation rule at one of {}", HINT_MODELS.join(", ")),
+            format!(
+                "dispatchd does not sync `{model}`; point the automation rule at one of {}",
+                HINT_MODELS.join(", ")
+            ),
         ));
     }
     // Only a picking's name, and only to find an order whose picking Odoo says is gone.
@@ -108,10 +118,17 @@ pub async fn receive(
             metrics::counter!("dispatchd_odoo_webhooks_total", "outcome" => e.kind()).increment(1);
             tracing::warn!(target: "dispatchd::odoo", model, id, error = %e, "Odoo webhook: fetching the record failed");
             let (status, slug, title) = match &e {
-                OdooError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "odoo-unavailable", "Odoo is unreachable"),
+                OdooError::Unavailable { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "odoo-unavailable", "Odoo is unreachable")
+                }
                 _ => (StatusCode::BAD_GATEWAY, "odoo-error", "Odoo refused the request"),
             };
-            let mut p = Problem::new(status, slug, title, format!("{e}; the periodic sync will pick the change up once this is fixed"));
+            let mut p = Problem::new(
+                status,
+                slug,
+                title,
+                format!("{e}; the periodic sync will pick the change up once this is fixed"),
+            );
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 p.retry_after = Some(30);
             }
