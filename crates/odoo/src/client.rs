@@ -245,32 +245,28 @@ impl Client {
         ids: Option<&[i64]>,
         params: Map<String, Value>,
     ) -> Result<Value, OdooError> {
-        {
-            {
-                let mut body = params;
-                if let Some(ids) = ids {
-                    body.insert("ids".into(), json!(ids));
-                }
-                let (status, v) = self.post(&format!("/json/2/{model}/{method}"), &Value::Object(body), true).await?;
-                match status {
-                    200..=299 => Ok(v),
-                    401 => Err(self.auth_error()),
-                    _ => {
-                        let name = v.get("name").and_then(Value::as_str);
-                        match name {
-                            Some(name) => Err(OdooError::Server {
-                                model: model.into(),
-                                method: method.into(),
-                                name: name.to_string(),
-                                message: v.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
-                            }),
-                            None if status >= 500 => Err(self.unavailable(format!("HTTP {status}"))),
-                            None => Err(OdooError::Protocol {
-                                what: format!("{model}.{method}"),
-                                detail: format!("HTTP {status}: {v}"),
-                            }),
-                        }
-                    }
+        let mut body = params;
+        if let Some(ids) = ids {
+            body.insert("ids".into(), json!(ids));
+        }
+        let (status, v) = self.post(&format!("/json/2/{model}/{method}"), &Value::Object(body), true).await?;
+        match status {
+            200..=299 => Ok(v),
+            401 => Err(self.auth_error()),
+            _ => {
+                let name = v.get("name").and_then(Value::as_str);
+                match name {
+                    Some(name) => Err(OdooError::Server {
+                        model: model.into(),
+                        method: method.into(),
+                        name: name.to_string(),
+                        message: v.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                    }),
+                    None if status >= 500 => Err(self.unavailable(format!("HTTP {status}"))),
+                    None => Err(OdooError::Protocol {
+                        what: format!("{model}.{method}"),
+                        detail: format!("HTTP {status}: {v}"),
+                    }),
                 }
             }
         }
