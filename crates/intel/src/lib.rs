@@ -2,6 +2,8 @@
 //! model with explanations, recurring-delay hotspots, anomaly alerts on daily and hourly
 //! series, and partial-shipment and sequencing advice. Pure: no I/O, no clock of its own.
 
+pub mod advice;
+pub mod anomaly;
 pub mod explain;
 pub mod features;
 pub mod generate;

@@ -181,3 +181,35 @@ fn the_planted_hotspots_are_found() {
     let recall = true_pos as f64 / planted as f64;
     assert!(precision >= 0.9 && recall >= 0.9, "precision {precision} recall {recall}: {found:#?}");
 }
+
+#[test]
+fn carrier_outage_days_stand_out_as_anomalies() {
+    let f = fixture();
+    let spec = HistorySpec { seed: 42, scale: 0.3, ..Default::default() };
+    let (dates, series) = dispatch_intel::anomaly::daily_counts(&f.history, |r| r.facts.carrier.clone());
+    let mut found = std::collections::HashSet::new();
+    for (carrier, (late, volume)) in &series {
+        let period = dispatch_intel::anomaly::Period::Daily;
+        for a in dispatch_intel::anomaly::detect_share(carrier, late, volume, period, &Default::default()) {
+            found.insert((dates[a.index], carrier.clone()));
+        }
+    }
+    // Outages of carriers busy enough to show (judged after the first weeks of history).
+    let judged_from = dates[0] + chrono::Duration::days(35);
+    let planted: std::collections::HashSet<_> = spec
+        .outage_days()
+        .into_iter()
+        .filter(|(d, c)| *d >= judged_from && series.get(*c).is_some())
+        .map(|(d, c)| (d, c.to_string()))
+        .collect();
+    let hit = planted.intersection(&found).count() as f64;
+    let precision = hit / found.len().max(1) as f64;
+    let recall = hit / planted.len().max(1) as f64;
+    let mut fp: Vec<_> = found.difference(&planted).collect();
+    fp.sort();
+    assert!(
+        precision >= 0.8 && recall >= 0.8,
+        "precision {precision} recall {recall} of {} planted; false: {fp:?}",
+        planted.len()
+    );
+}
