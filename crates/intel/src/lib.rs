@@ -5,7 +5,9 @@
 pub mod advice;
 pub mod anomaly;
 pub mod explain;
+pub mod facts;
 pub mod features;
+pub mod forest;
 pub mod generate;
 pub mod history;
 pub mod hotspots;

@@ -43,12 +43,12 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             holdout_fraction: 0.2,
-            iterations: 250,
-            learning_rate: 0.1,
+            iterations: 150,
+            learning_rate: 0.15,
             max_depth: 5,
             min_leaf_weight: 5.0,
             l2: 1.0,
-            nbins: 128,
+            nbins: 64,
             min_train_rows: 2_000,
             min_late: 50,
             min_holdout_rows: 500,
@@ -113,6 +113,8 @@ pub struct RiskModel {
     booster: GradientBooster,
     #[serde(skip)]
     list: Option<FeatureList>,
+    #[serde(skip)]
+    forest: crate::forest::Forest,
 }
 
 impl std::fmt::Debug for RiskModel {
@@ -268,6 +270,7 @@ pub fn train(
         evaluation: evaluate_groups(&[], &[]),
         encoder,
         rates,
+        forest: crate::forest::Forest::from_booster(&booster),
         booster,
         list: Some(features.clone()),
     };
@@ -316,6 +319,11 @@ impl RiskModel {
         }
     }
 
+    /// The probability of a late departure, without explanations (the fast path).
+    pub fn late_departure(&self, facts: &ReleaseFacts) -> f64 {
+        sigmoid(self.raw_score(facts))
+    }
+
     /// Reads an artifact written by [`RiskModel::to_bytes`], re-checking its feature list (a
     /// file edited to read an outcome field is refused like any other leak).
     pub fn from_bytes(bytes: &[u8]) -> Result<RiskModel, ModelError> {
@@ -333,6 +341,7 @@ impl RiskModel {
             return Err(ModelError::Corrupt("the encoder does not match the feature list".into()));
         }
         m.list = Some(list);
+        m.forest = crate::forest::Forest::from_booster(&m.booster);
         Ok(m)
     }
 
@@ -343,9 +352,22 @@ impl RiskModel {
     /// Late-departure probabilities for many orders, on the calling thread.
     pub fn predict(&self, facts: &[&ReleaseFacts]) -> Vec<f64> {
         let list = self.list();
+        let mut row = vec![0.0; list.len()];
+        facts
+            .iter()
+            .map(|f| {
+                self.encoder.encode_into(&list, f, &mut row);
+                sigmoid(self.forest.raw(&row))
+            })
+            .collect()
+    }
+
+    /// The booster's own batch prediction (raw scores), to check the compact forest against.
+    pub fn booster_raw_scores(&self, facts: &[&ReleaseFacts]) -> Vec<f64> {
+        let list = self.list();
         let data = self.encoder.encode_columns(&list, facts);
         let m = Matrix::new(&data, facts.len(), list.len());
-        self.booster.predict(&m, false).into_iter().map(sigmoid).collect()
+        self.booster.predict(&m, false)
     }
 
     /// Metrics of this model on `records` (e.g. another candidate's holdout).
@@ -414,10 +436,9 @@ impl RiskModel {
 
     /// The raw score (log-odds) the trees give, without explanations.
     pub fn raw_score(&self, facts: &ReleaseFacts) -> f64 {
-        let list = self.list();
-        let mut row = vec![0.0; list.len()];
-        self.encoder.encode_into(&list, facts, &mut row);
-        let m = Matrix::new(&row, 1, list.len());
-        self.booster.predict(&m, false).first().copied().unwrap_or(0.0)
+        let Some(list) = &self.list else { return self.forest.raw(&[]) };
+        let mut row = vec![0.0f64; list.len()];
+        self.encoder.encode_into(list, facts, &mut row);
+        self.forest.raw(&row)
     }
 }

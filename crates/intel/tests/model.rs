@@ -63,6 +63,8 @@ fn explanations_add_up_to_the_raw_score() {
     for r in holdout(f).iter().step_by(997).take(40) {
         let (contribs, base) = f.model.contributions(&r.facts);
         let raw = f.model.raw_score(&r.facts);
+        let booster = f.model.booster_raw_scores(&[&r.facts])[0];
+        assert!((raw - booster).abs() < 1e-9, "compact forest {raw} vs booster {booster}");
         let sum = base + contribs.iter().sum::<f64>();
         assert!((sum - raw).abs() < 1e-6, "{sum} vs {raw}");
         let risk = f.model.score(&r.facts, 3);

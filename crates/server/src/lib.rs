@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod clock;
 pub mod extract;
+pub mod intel;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub policy: policy::PolicyState,
     /// Configured carriers: webhook secrets, status mappings (and the adapters the workers use).
     pub carriers: Arc<Carriers>,
+    /// The active late-departure risk model (cached by version).
+    pub intel: Arc<intel::ActiveModel>,
 }
 
 impl AppState {
@@ -89,6 +92,7 @@ impl AppState {
             metrics: metrics::handle(),
             policy,
             carriers,
+            intel: Arc::default(),
         })
     }
 }

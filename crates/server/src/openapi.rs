@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
+use crate::routes::{dead_letters, insights, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
         dead_letters::list, dead_letters::retry, webhooks::carrier,
+        insights::order_risk, insights::list_hotspots, insights::list_anomalies,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -25,12 +26,14 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         dispatch_policy::ReplayReport,
         dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
         webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
+        insights::HotspotList, insights::AnomalyList, insights::AnomalyView, insights::RiskView,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
+         (name = "insights", description = "Decision support: late-departure risk, delay hotspots, anomalies"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;

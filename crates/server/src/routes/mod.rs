@@ -11,6 +11,7 @@ use dispatch_core::access::Permission;
 use crate::AppState;
 
 pub mod dead_letters;
+pub mod insights;
 pub mod orders;
 pub mod policy;
 pub mod schedules;
@@ -60,6 +61,9 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
         r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
         r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
+        r(Method::GET, "/api/v1/orders/{id}/risk", Requires(ReadOrders), get(insights::order_risk)),
+        r(Method::GET, "/api/v1/insights/hotspots", Requires(ReadOrders), get(insights::list_hotspots)),
+        r(Method::GET, "/api/v1/insights/anomalies", Requires(ReadOrders), get(insights::list_anomalies)),
     ]
 }
 
