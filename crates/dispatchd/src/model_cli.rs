@@ -168,10 +168,22 @@ pub async fn train_cmd(store: &dyn Store, options: &TrainOptions, now: DateTime<
         o.ece
     );
     for (w, x) in &m.evaluation.by_warehouse {
-        println!("  warehouse {w:<12} n={:<7} late {:>5.1}%  ROC AUC {:.3}  Brier {:.4}", x.count, 100.0 * x.late_rate, x.roc_auc.unwrap_or(0.0), x.brier);
+        println!(
+            "  warehouse {w:<12} n={:<7} late {:>5.1}%  ROC AUC {:.3}  Brier {:.4}",
+            x.count,
+            100.0 * x.late_rate,
+            x.roc_auc.unwrap_or(0.0),
+            x.brier
+        );
     }
     for (c, x) in &m.evaluation.by_carrier {
-        println!("  carrier   {c:<12} n={:<7} late {:>5.1}%  ROC AUC {:.3}  Brier {:.4}", x.count, 100.0 * x.late_rate, x.roc_auc.unwrap_or(0.0), x.brier);
+        println!(
+            "  carrier   {c:<12} n={:<7} late {:>5.1}%  ROC AUC {:.3}  Brier {:.4}",
+            x.count,
+            100.0 * x.late_rate,
+            x.roc_auc.unwrap_or(0.0),
+            x.brier
+        );
     }
     match outcome {
         TrainOutcome::Activated { version, reason } => {
@@ -208,7 +220,10 @@ pub async fn list_cmd(store: &dyn Store) -> Result<()> {
 }
 
 pub async fn promote_cmd(store: &dyn Store, version: &str, now: DateTime<Utc>) -> Result<()> {
-    let bytes = store.model_artifact(version).await?.ok_or_else(|| anyhow!("no model {version}; see `dispatchd model list`"))?;
+    let bytes = store
+        .model_artifact(version)
+        .await?
+        .ok_or_else(|| anyhow!("no model {version}; see `dispatchd model list`"))?;
     RiskModel::from_bytes(&bytes).with_context(|| format!("model {version} cannot be used"))?;
     store.activate_model(version, now).await?;
     println!("{version} is now the active model");

@@ -176,6 +176,9 @@ pub struct Encoder {
     pub features: Vec<String>,
     /// Per feature: the categories in code order (empty for numeric features).
     pub categories: Vec<Vec<String>>,
+    /// Category → code, built on first use (scoring is on the hot path).
+    #[serde(skip)]
+    codes: std::sync::OnceLock<Vec<std::collections::HashMap<String, f64>>>,
 }
 
 impl Encoder {
@@ -202,7 +205,16 @@ impl Encoder {
             cats.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
             categories.push(cats.into_iter().map(|(c, _)| c.to_string()).collect());
         }
-        Encoder { features: list.names(), categories }
+        Encoder { features: list.names(), categories, codes: std::sync::OnceLock::new() }
+    }
+
+    fn codes(&self) -> &[std::collections::HashMap<String, f64>] {
+        self.codes.get_or_init(|| {
+            self.categories
+                .iter()
+                .map(|cats| cats.iter().enumerate().map(|(i, c)| (c.clone(), i as f64)).collect())
+                .collect()
+        })
     }
 
     pub fn list(&self) -> Result<FeatureList, FeatureError> {

@@ -39,7 +39,14 @@ impl Forest {
             let at = |num: usize| offset + by_num.get(num).copied().unwrap_or(0) as u32;
             for n in &tree.nodes {
                 f.nodes.push(if n.is_leaf {
-                    Packed { threshold: 0.0, value: f64::from(n.weight_value), feature: LEAF, left: 0, right: 0, missing: 0 }
+                    Packed {
+                        threshold: 0.0,
+                        value: f64::from(n.weight_value),
+                        feature: LEAF,
+                        left: 0,
+                        right: 0,
+                        missing: 0,
+                    }
                 } else {
                     Packed {
                         threshold: n.split_value,

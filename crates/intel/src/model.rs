@@ -275,7 +275,12 @@ pub fn train(
         list: Some(features.clone()),
     };
     model.evaluation = model.evaluate(holdout);
-    model.version = format!("risk-{}-{}", now.format("%Y%m%dT%H%M%S"), &model.data_hash[..8]);
+    // Same data and time to the nanosecond with the same options is the same model.
+    let mut h = Sha256::new();
+    h.update(model.data_hash.as_bytes());
+    h.update(serde_json::to_vec(options).unwrap_or_default());
+    h.update(now.timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
+    model.version = format!("risk-{}-{}", now.format("%Y%m%dT%H%M%S"), &hex::encode(h.finalize())[..8]);
     Ok(model)
 }
 

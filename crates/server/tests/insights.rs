@@ -11,7 +11,8 @@ use dispatch_store::{HistoryRow, ModelRow};
 
 async fn load_history(app: &TestApp) -> Vec<dispatch_intel::DispatchRecord> {
     // Two years ending the day before the test clock, for the demo warehouses.
-    let spec = HistorySpec { seed: 3, end: common::start_time().date_naive() - Duration::days(1), days: 730, scale: 0.05 };
+    let spec =
+        HistorySpec { seed: 3, end: common::start_time().date_naive() - Duration::days(1), days: 730, scale: 0.05 };
     let history = spec.generate();
     let rows: Vec<HistoryRow> = history
         .iter()
@@ -40,7 +41,13 @@ async fn risk_needs_an_active_model_then_explains_the_order() {
     let history = load_history(&app).await;
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 6, 0, 0).unwrap();
     let model = train(&history, &FeatureList::default(), &TrainOptions::default(), now, &|_| {}).unwrap();
-    let row = ModelRow { version: model.version.clone(), created_at: now, status: "candidate".into(), activated_at: None, summary: "{}".into() };
+    let row = ModelRow {
+        version: model.version.clone(),
+        created_at: now,
+        status: "candidate".into(),
+        activated_at: None,
+        summary: "{}".into(),
+    };
     app.store.insert_model(&row, &model.to_bytes()).await.unwrap();
     app.store.activate_model(&model.version, now).await.unwrap();
 
@@ -65,10 +72,18 @@ async fn hotspots_and_anomalies_read_the_history() {
     let r = app.get_json("/api/v1/insights/hotspots?days=730&dimension=family_region_carrier&min_support=20").await;
     let items = r["items"].as_array().unwrap();
     assert!(!items.is_empty(), "{r}");
-    assert!(items.iter().all(|h| h["dimension"] == "family_region_carrier" && h["lift_lower"].as_f64().unwrap() >= 1.5));
+    assert!(
+        items.iter().all(|h| h["dimension"] == "family_region_carrier" && h["lift_lower"].as_f64().unwrap() >= 1.5)
+    );
     let r = app.get_json("/api/v1/insights/anomalies?days=365&recent=90").await;
     assert!(r["items"].is_array());
-    for bad in ["/api/v1/insights/hotspots?dimension=moon", "/api/v1/insights/hotspots?days=2", "/api/v1/insights/hotspots?min_lift=-1", "/api/v1/insights/hotspots?bogus=1", "/api/v1/insights/anomalies?recent=0"] {
+    for bad in [
+        "/api/v1/insights/hotspots?dimension=moon",
+        "/api/v1/insights/hotspots?days=2",
+        "/api/v1/insights/hotspots?min_lift=-1",
+        "/api/v1/insights/hotspots?bogus=1",
+        "/api/v1/insights/anomalies?recent=0",
+    ] {
         let (status, p) = problem(app.get(bad, app.admin()).await).await;
         assert_eq!(status, 400, "{bad}: {p}");
     }

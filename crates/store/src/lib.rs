@@ -24,7 +24,6 @@ pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use time::{from_micros, to_micros};
 
-
 /// The decision function of a write: the current order (if any) in, events out. It runs
 /// inside the write transaction, so what it sees is what it changes. It is pure, so a backend
 /// may run it again when a transaction must be retried (a deadlock between nodes).

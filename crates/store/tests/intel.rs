@@ -39,7 +39,7 @@ async fn history_is_upserted_by_order_and_read_in_time_order() {
     let all = store.history(None).await.unwrap();
     assert_eq!(all.len(), 2500);
     assert_eq!(all[0], "{\"order_id\":\"o-5\",\"late\":true}");
-    assert_eq!(all[1], "{\"order_id\":\"o-2499\",\"late\":false}");
+    assert_eq!(all[1], "{\"order_id\":\"o-2499\",\"late\":true}");
     let recent = store.history(Some(now() + Duration::minutes(2490))).await.unwrap();
     assert_eq!(recent.len(), 10);
     store.close().await;

@@ -190,12 +190,16 @@ pub struct RiskView {
     responses((status = 200, body = RiskView), (status = 404, description = "no such order"),
         (status = 409, description = "no risk model is active")),
     security(("bearer" = [])))]
-pub async fn order_risk(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Result<axum::Json<RiskView>, Problem> {
+pub async fn order_risk(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<RiskView>, Problem> {
     let internal = |e: dispatch_store::StoreError| {
         tracing::error!(error = %e, "risk lookup failed");
         Problem::internal()
     };
-    let order = app.store.order(&id).await.map_err(internal)?.ok_or_else(|| Problem::not_found(&format!("order {id}")))?;
+    let order =
+        app.store.order(&id).await.map_err(internal)?.ok_or_else(|| Problem::not_found(&format!("order {id}")))?;
     let model = app.intel.get(app.store.as_ref()).await.map_err(internal)?.ok_or_else(|| {
         Problem::new(
             axum::http::StatusCode::CONFLICT,

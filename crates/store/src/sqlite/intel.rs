@@ -12,8 +12,9 @@ pub(super) async fn insert_history(pool: &Pool, rows: &[HistoryRow]) -> Result<u
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut n = 0;
     for chunk in rows.chunks(1000) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO dispatch_history (order_id, warehouse, released_at, departed_late, record) ");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO dispatch_history (order_id, warehouse, released_at, departed_late, record) ",
+        );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(&r.order_id)
                 .push_bind(&r.warehouse)
@@ -32,10 +33,11 @@ pub(super) async fn insert_history(pool: &Pool, rows: &[HistoryRow]) -> Result<u
 }
 
 pub(super) async fn history(pool: &Pool, from: Option<DateTime<Utc>>) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT record FROM dispatch_history WHERE released_at >= ?1 ORDER BY released_at, order_id")
-        .bind(from.map_or(i64::MIN, to_micros))
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT record FROM dispatch_history WHERE released_at >= ?1 ORDER BY released_at, order_id")
+            .bind(from.map_or(i64::MIN, to_micros))
+            .fetch_all(pool)
+            .await?;
     rows.iter().map(|r| r.try_get::<String, _>("record").map_err(StoreError::from)).collect()
 }
 
@@ -77,13 +79,17 @@ pub(super) async fn models(pool: &Pool) -> Result<Vec<ModelRow>, StoreError> {
 }
 
 pub(super) async fn model_artifact(pool: &Pool, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let row = sqlx::query("SELECT artifact FROM risk_models WHERE version = ?1").bind(version).fetch_optional(pool).await?;
+    let row =
+        sqlx::query("SELECT artifact FROM risk_models WHERE version = ?1").bind(version).fetch_optional(pool).await?;
     Ok(row.map(|r| r.try_get::<Vec<u8>, _>("artifact")).transpose()?)
 }
 
 pub(super) async fn activate_model(pool: &Pool, version: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let exists = sqlx::query("SELECT 1 AS one FROM risk_models WHERE version = ?1").bind(version).fetch_optional(&mut *tx).await?;
+    let exists = sqlx::query("SELECT 1 AS one FROM risk_models WHERE version = ?1")
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
     if exists.is_none() {
         return Ok(false);
     }
