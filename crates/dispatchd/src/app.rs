@@ -277,6 +277,22 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
         let (policy, _) = cfg.policy()?;
         load_orders(&store, &warehouses, &policy, &clock, facts, "demo", || bar.inc(1)).await?;
         bar.finish_and_clear();
+        // Two years of dispatch history with planted effects, and a risk model trained on it.
+        let spec = dispatch_intel::HistorySpec {
+            seed: args.seed,
+            end: clock.now().date_naive() - chrono::Duration::days(1),
+            ..dispatch_intel::HistorySpec { scale: 0.1, ..Default::default() }
+        };
+        crate::model_cli::generate(store.as_ref(), &spec).await?;
+        if let Err(e) = crate::model_cli::train_and_maybe_activate(
+            store.as_ref(),
+            &dispatch_intel::TrainOptions::default(),
+            clock.now(),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "the demo's risk model was not trained");
+        }
         true
     } else {
         false

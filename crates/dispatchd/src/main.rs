@@ -13,6 +13,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod model_cli;
 mod odoo;
 mod policy_cli;
 mod scheduler;
@@ -125,6 +126,16 @@ enum Cmd {
         #[command(subcommand)]
         command: OdooCmd,
     },
+    /// The late-departure risk model: train, list, promote, roll back.
+    Model {
+        #[command(subcommand)]
+        command: ModelCmd,
+    },
+    /// The dispatch history the risk model learns from: import a CSV, or generate a demo one.
+    History {
+        #[command(subcommand)]
+        command: HistoryCmd,
+    },
     /// Jobs that failed for good (carrier bookings): list them, send one back for a new attempt.
     #[command(name = "dead-letters")]
     DeadLetters {
@@ -201,6 +212,60 @@ enum DeadLetterCmd {
     Retry {
         /// The dead letter's id (from `list`).
         id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Train a candidate on the stored history (time-based split) and make it active when no
+    /// model is, or when it is at least as good as the active one on the same held-out orders.
+    Train {
+        /// Boosting rounds.
+        #[arg(long, default_value_t = 150)]
+        iterations: usize,
+        /// Share of the latest history held out for evaluation.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Every model with its status and held-out metrics, newest first.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Make a model the active one.
+    Promote {
+        version: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Make the previously active model active again.
+    Rollback {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCmd {
+    /// Import completed dispatches from CSV (columns: see docs/intelligence.md); all or nothing.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Generate realistic history with planted effects for the demo warehouses.
+    Generate {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+        /// Volume multiplier (1.0 ≈ 1,060 dispatches per ship day).
+        #[arg(long, default_value_t = 0.3)]
+        scale: f64,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -412,6 +477,47 @@ async fn run(cli: Cli) -> Result<()> {
                     if ok { Ok(()) } else { Err(anyhow::anyhow!("Odoo is not ready for dispatchd (see above)")) }
                 }),
                 OdooCmd::Sync { .. } => odoo::sync_once(&cfg, &state).await,
+            };
+            s.close().await;
+            result
+        }
+        Cmd::Model { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store_args = match &command {
+                ModelCmd::Train { store, .. }
+                | ModelCmd::List { store }
+                | ModelCmd::Promote { store, .. }
+                | ModelCmd::Rollback { store } => store,
+            };
+            let cfg = Config::load(store_args.config.as_deref(), &overrides(store_args, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result = match command {
+                ModelCmd::Train { iterations, holdout, .. } => {
+                    let opts =
+                        dispatch_intel::TrainOptions { iterations, holdout_fraction: holdout, ..Default::default() };
+                    model_cli::train_cmd(s.as_ref(), &opts, clock.now()).await
+                }
+                ModelCmd::List { .. } => model_cli::list_cmd(s.as_ref()).await,
+                ModelCmd::Promote { version, .. } => model_cli::promote_cmd(s.as_ref(), &version, clock.now()).await,
+                ModelCmd::Rollback { .. } => model_cli::rollback_cmd(s.as_ref(), clock.now()).await,
+            };
+            s.close().await;
+            result
+        }
+        Cmd::History { command } => {
+            init_logging(LogFormat::Human, "warn");
+            let store_args = match &command {
+                HistoryCmd::Import { store, .. } | HistoryCmd::Generate { store, .. } => store,
+            };
+            let cfg = Config::load(store_args.config.as_deref(), &overrides(store_args, None, None))?;
+            let s = app::open_store(&cfg).await?;
+            let result = match command {
+                HistoryCmd::Import { file, .. } => model_cli::import_csv(s.as_ref(), &file).await,
+                HistoryCmd::Generate { seed, days, scale, .. } => {
+                    let end = clock.now().date_naive() - chrono::Duration::days(1);
+                    let spec = dispatch_intel::HistorySpec { seed, end, days, scale };
+                    model_cli::generate(s.as_ref(), &spec).await.map(|n| eprintln!("generated {n} dispatch records"))
+                }
             };
             s.close().await;
             result

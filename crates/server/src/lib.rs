@@ -23,6 +23,7 @@ pub mod clock;
 pub mod console;
 pub mod extract;
 pub mod identity;
+pub mod intel;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub logins: console::LoginGuard,
     /// The Odoo connector, when `[odoo]` is configured (set once at start).
     pub odoo: std::sync::OnceLock<Arc<dispatch_odoo::Connector>>,
+    /// The active late-departure risk model (cached by version).
+    pub intel: Arc<intel::ActiveModel>,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ impl AppState {
             policy,
             carriers,
             odoo: std::sync::OnceLock::new(),
+            intel: Arc::default(),
         })
     }
 }

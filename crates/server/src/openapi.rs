@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::console;
-use crate::routes::{audit, dead_letters, odoo, orders, policy, schedules, system, webhooks};
+use crate::routes::{audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{audit, dead_letters, odoo, orders, policy, schedules, system
         policy::get_policy, policy::put_policy, policy::replay,
         dead_letters::list, dead_letters::retry, webhooks::carrier, odoo::receive,
         audit::list, console::login_page, console::login, console::logout,
+        insights::order_risk, insights::list_hotspots, insights::list_anomalies,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -28,6 +29,7 @@ use crate::routes::{audit, dead_letters, odoo, orders, policy, schedules, system
         dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
         webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
         audit::AuditList, audit::AuditEntryView,
+        insights::HotspotList, insights::AnomalyList, insights::AnomalyView, insights::RiskView,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
@@ -35,6 +37,7 @@ use crate::routes::{audit, dead_letters, odoo, orders, policy, schedules, system
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
          (name = "odoo", description = "Odoo automation-rule webhooks (hints; the record is fetched from Odoo)"),
+         (name = "insights", description = "Decision support: late-departure risk, delay hotspots, anomalies"),
          (name = "system", description = "Probes, metrics, this document"),
          (name = "audit", description = "The tamper-evident audit log"),
          (name = "console", description = "Console sign-in (HTML forms, session cookie)")),

@@ -309,6 +309,27 @@ pub struct DeadLetter {
 }
 
 /// One storage interface, implemented for SQLite (embedded) and PostgreSQL (several nodes).
+/// One completed dispatch for the intelligence history; `record` is the intel crate's JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    pub order_id: String,
+    pub warehouse: String,
+    pub released_at: DateTime<Utc>,
+    pub departed_late: bool,
+    pub record: String,
+}
+
+/// A stored risk model: `status` is `candidate`, `active` or `retired`; `summary` is JSON
+/// (metrics, features, training window, data hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub version: String,
+    pub created_at: DateTime<Utc>,
+    pub status: String,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub summary: String,
+}
+
 #[async_trait]
 pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// Decides and appends in one transaction; answers after commit.
@@ -401,6 +422,22 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     async fn sync_cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     /// Stores the cursor of a pull sync. Call it only after the writes it covers committed.
     async fn set_sync_cursor(&self, source: &str, position: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Dispatch history (intelligence): inserts or replaces records by order id, in one
+    /// transaction. Returns how many rows were written.
+    async fn insert_history(&self, rows: &[HistoryRow]) -> Result<u64, StoreError>;
+    /// History records (JSON) released at or after `from`, oldest first.
+    async fn history(&self, from: Option<DateTime<Utc>>) -> Result<Vec<String>, StoreError>;
+    async fn history_count(&self) -> Result<i64, StoreError>;
+    /// Stores a trained model as a `candidate`.
+    async fn insert_model(&self, model: &ModelRow, artifact: &[u8]) -> Result<(), StoreError>;
+    /// Every model, newest first (without artifacts).
+    async fn models(&self) -> Result<Vec<ModelRow>, StoreError>;
+    async fn model_artifact(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes `version` the one active model (the previous one is retired), in one
+    /// transaction. `false` when there is no such model.
+    async fn activate_model(&self, version: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The active model and its artifact.
+    async fn active_model(&self) -> Result<Option<(ModelRow, Vec<u8>)>, StoreError>;
 
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

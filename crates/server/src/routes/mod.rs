@@ -12,6 +12,7 @@ use crate::AppState;
 
 pub mod audit;
 pub mod dead_letters;
+pub mod insights;
 pub mod odoo;
 pub mod orders;
 pub mod policy;
@@ -70,6 +71,9 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::POST, "/console/login", Form, post(crate::console::login)),
         r(Method::POST, "/console/logout", Form, post(crate::console::logout)),
         r(Method::POST, "/webhooks/odoo", Signed, post(odoo::receive)),
+        r(Method::GET, "/api/v1/orders/{id}/risk", Requires(ReadOrders), get(insights::order_risk)),
+        r(Method::GET, "/api/v1/insights/hotspots", Requires(ReadOrders), get(insights::list_hotspots)),
+        r(Method::GET, "/api/v1/insights/anomalies", Requires(ReadOrders), get(insights::list_anomalies)),
     ]
 }
 

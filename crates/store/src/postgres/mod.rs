@@ -20,6 +20,7 @@ use crate::{
     RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
+mod intel;
 mod security;
 mod writer;
 
@@ -584,6 +585,38 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn insert_history(&self, rows: &[crate::HistoryRow]) -> Result<u64, StoreError> {
+        intel::insert_history(&self.pool, rows).await
+    }
+
+    async fn history(&self, from: Option<DateTime<Utc>>) -> Result<Vec<String>, StoreError> {
+        intel::history(&self.pool, from).await
+    }
+
+    async fn history_count(&self) -> Result<i64, StoreError> {
+        intel::history_count(&self.pool).await
+    }
+
+    async fn insert_model(&self, model: &crate::ModelRow, artifact: &[u8]) -> Result<(), StoreError> {
+        intel::insert_model(&self.pool, model, artifact).await
+    }
+
+    async fn models(&self) -> Result<Vec<crate::ModelRow>, StoreError> {
+        intel::models(&self.pool).await
+    }
+
+    async fn model_artifact(&self, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        intel::model_artifact(&self.pool, version).await
+    }
+
+    async fn activate_model(&self, version: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        intel::activate_model(&self.pool, version, now).await
+    }
+
+    async fn active_model(&self) -> Result<Option<(crate::ModelRow, Vec<u8>)>, StoreError> {
+        intel::active_model(&self.pool).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

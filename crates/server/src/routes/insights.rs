@@ -1,0 +1,223 @@
+//! `/api/v1/insights/*` and `/api/v1/orders/{id}/risk`: decision support from the dispatch
+//! history and the active risk model. Read-only.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use chrono::Duration;
+use dispatch_core::OrderState;
+use dispatch_intel::anomaly::{AnomalyOptions, Period, daily_counts, detect_share};
+use dispatch_intel::hotspots::{Dimension, HotspotOptions, hotspots};
+use dispatch_intel::{DispatchRecord, Risk};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::problem::Problem;
+
+async fn history_since(app: &AppState, days: u32) -> Result<Vec<DispatchRecord>, Problem> {
+    let from = app.clock.now() - Duration::days(i64::from(days));
+    let raw = app.store.history(Some(from)).await.map_err(|e| {
+        tracing::error!(error = %e, "reading dispatch history failed");
+        Problem::internal()
+    })?;
+    // A record that does not parse is skipped (and logged) rather than failing the report.
+    Ok(raw
+        .iter()
+        .filter_map(|s| match serde_json::from_str(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable dispatch history record");
+                None
+            }
+        })
+        .collect())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HotspotParams {
+    /// `family_region_carrier`, `route` or `warehouse_shift`; all when omitted.
+    pub dimension: Option<String>,
+    /// Days of history, 7–1000 (default 180).
+    pub days: Option<u32>,
+    /// Least dispatches in a combination (default 30).
+    pub min_support: Option<u32>,
+    /// Least lower-bound lift over the baseline (default 1.5).
+    pub min_lift: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HotspotList {
+    pub days: u32,
+    pub dispatches: usize,
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<dispatch_intel::Hotspot>,
+}
+
+fn bad(detail: String) -> Problem {
+    Problem::bad_request("bad-query", detail)
+}
+
+/// Recurring-delay hotspots: combinations whose late-departure rate is, with 95% family-wise
+/// confidence (Wilson lower bound, Bonferroni), at least `min_lift` times the baseline.
+#[utoipa::path(get, path = "/api/v1/insights/hotspots", tag = "insights", params(HotspotParams),
+    responses((status = 200, body = HotspotList), (status = 400, description = "bad query")),
+    security(("bearer" = [])))]
+pub async fn list_hotspots(
+    State(app): State<Arc<AppState>>,
+    params: Result<Query<HotspotParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<HotspotList>, Problem> {
+    let Query(p) = params.map_err(|e| bad(e.body_text()))?;
+    let dims: Vec<Dimension> = match p.dimension.as_deref() {
+        None => Dimension::ALL.to_vec(),
+        Some(d) => vec![Dimension::parse(d).ok_or_else(|| {
+            bad(format!("unknown dimension `{d}`; one of family_region_carrier, route, warehouse_shift"))
+        })?],
+    };
+    let days = p.days.unwrap_or(180);
+    if !(7..=1000).contains(&days) {
+        return Err(bad(format!("days must be 7–1000, not {days}")));
+    }
+    let mut opts = HotspotOptions::default();
+    if let Some(s) = p.min_support {
+        if s == 0 {
+            return Err(bad("min_support must be at least 1".into()));
+        }
+        opts.min_support = s;
+    }
+    if let Some(l) = p.min_lift {
+        if !(l.is_finite() && l > 0.0) {
+            return Err(bad("min_lift must be a positive number".into()));
+        }
+        opts.min_lift = l;
+    }
+    let history = history_since(&app, days).await?;
+    let items = hotspots(&history, &dims, &opts);
+    Ok(axum::Json(HotspotList { days, dispatches: history.len(), items }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyParams {
+    /// Days of history the baseline reads, 28–1000 (default 120).
+    pub days: Option<u32>,
+    /// Report anomalies of the last N days, 1–90 (default 14).
+    pub recent: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnomalyView {
+    /// `warehouse:AMS` or `carrier:dhl`.
+    pub series: String,
+    #[schema(value_type = String, format = Date)]
+    pub date: chrono::NaiveDate,
+    pub late_departures: f64,
+    pub dispatches: f64,
+    pub expected: f64,
+    pub score: f64,
+    pub sentence: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnomalyList {
+    pub items: Vec<AnomalyView>,
+}
+
+/// Days on which a warehouse or carrier had far more late departures than its volume and the
+/// same weekday of earlier weeks predict.
+#[utoipa::path(get, path = "/api/v1/insights/anomalies", tag = "insights", params(AnomalyParams),
+    responses((status = 200, body = AnomalyList), (status = 400, description = "bad query")),
+    security(("bearer" = [])))]
+pub async fn list_anomalies(
+    State(app): State<Arc<AppState>>,
+    params: Result<Query<AnomalyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<AnomalyList>, Problem> {
+    let Query(p) = params.map_err(|e| bad(e.body_text()))?;
+    let days = p.days.unwrap_or(120);
+    let recent = p.recent.unwrap_or(14);
+    if !(28..=1000).contains(&days) {
+        return Err(bad(format!("days must be 28–1000, not {days}")));
+    }
+    if !(1..=90).contains(&recent) {
+        return Err(bad(format!("recent must be 1–90, not {recent}")));
+    }
+    let history = history_since(&app, days).await?;
+    let since = app.clock.now().date_naive() - Duration::days(i64::from(recent));
+    let mut items = Vec::new();
+    let keys: [(&str, fn(&DispatchRecord) -> String); 2] =
+        [("warehouse", |r| r.facts.warehouse.clone()), ("carrier", |r| r.facts.carrier.clone())];
+    for (kind, key) in keys {
+        let (dates, series) = daily_counts(&history, key);
+        for (name, (late, volume)) in series {
+            let label = format!("{kind}:{name}");
+            for a in detect_share(&label, &late, &volume, Period::Daily, &AnomalyOptions::default()) {
+                let date = dates[a.index];
+                if date < since {
+                    continue;
+                }
+                items.push(AnomalyView {
+                    sentence: format!(
+                        "{kind} {name} on {date}: {} late departures of {} dispatches, {:.1} expected from the same weekday of earlier weeks",
+                        a.value, volume[a.index], a.baseline
+                    ),
+                    series: label.clone(),
+                    date,
+                    late_departures: a.value,
+                    dispatches: volume[a.index],
+                    expected: a.baseline,
+                    score: a.score,
+                });
+            }
+        }
+    }
+    items.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.score.total_cmp(&a.score)));
+    Ok(axum::Json(AnomalyList { items }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RiskView {
+    pub order_id: String,
+    #[schema(value_type = Object)]
+    pub risk: Risk,
+}
+
+/// The active model's late-departure risk of one order, with its strongest factors.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/risk", tag = "insights",
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, body = RiskView), (status = 404, description = "no such order"),
+        (status = 409, description = "no risk model is active")),
+    security(("bearer" = [])))]
+pub async fn order_risk(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<RiskView>, Problem> {
+    let internal = |e: dispatch_store::StoreError| {
+        tracing::error!(error = %e, "risk lookup failed");
+        Problem::internal()
+    };
+    let order =
+        app.store.order(&id).await.map_err(internal)?.ok_or_else(|| Problem::not_found(&format!("order {id}")))?;
+    let model = app.intel.get(app.store.as_ref()).await.map_err(internal)?.ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "no-active-model",
+            "No risk model is active",
+            "train one with `dispatchd model train` (or promote one with `dispatchd model promote`)",
+        )
+    })?;
+    let Some(wh) = app.warehouses.get(&order.facts.warehouse) else {
+        return Err(Problem::not_found(&format!("warehouse {}", order.facts.warehouse)));
+    };
+    let counts = app.store.counts().await.map_err(internal)?;
+    let backlog: i64 = counts
+        .by_state_warehouse
+        .iter()
+        .filter(|(s, w, _)| s == OrderState::Released.to_string().as_str() && *w == order.facts.warehouse)
+        .map(|(_, _, n)| n)
+        .sum();
+    let facts = dispatch_intel::facts::from_order(&order, wh, app.clock.now(), u32::try_from(backlog).ok(), None);
+    Ok(axum::Json(RiskView { order_id: order.id.clone(), risk: model.score(&facts, 5) }))
+}
