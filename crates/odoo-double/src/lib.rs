@@ -390,11 +390,7 @@ fn as_ids(v: &Value) -> Option<Vec<i64>> {
 type Bound = (Option<Vec<i64>>, Map<String, Value>);
 
 /// Positional arguments and keyword arguments to (ids, named params), by Odoo's signatures.
-fn bind(
-    method: &str,
-    args: &[Value],
-    kwargs: &Map<String, Value>,
-) -> Result<Bound, Exception> {
+fn bind(method: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<Bound, Exception> {
     let (record, names) = models::signature(method);
     let mut params = Map::new();
     let mut rest = args;
