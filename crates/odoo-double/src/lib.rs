@@ -386,12 +386,11 @@ fn as_ids(v: &Value) -> Option<Vec<i64>> {
     }
 }
 
+/// A call's record ids (for record methods) and named parameters.
+type Bound = (Option<Vec<i64>>, Map<String, Value>);
+
 /// Positional arguments and keyword arguments to (ids, named params), by Odoo's signatures.
-fn bind(
-    method: &str,
-    args: &[Value],
-    kwargs: &Map<String, Value>,
-) -> Result<(Option<Vec<i64>>, Map<String, Value>), Exception> {
+fn bind(method: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<Bound, Exception> {
     let (record, names) = models::signature(method);
     let mut params = Map::new();
     let mut rest = args;

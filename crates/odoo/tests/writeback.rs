@@ -15,8 +15,7 @@ use serde_json::{Map, Value, json};
 
 fn worker(e: &Env, id: &str) -> Worker {
     let clock = e.clock.clone();
-    let mut settings = dispatch_odoo::WritebackSettings::default();
-    settings.backoff_base_ms = 1000;
+    let settings = dispatch_odoo::WritebackSettings { backoff_base_ms: 1000, ..Default::default() };
     Worker {
         id: id.into(),
         client: Arc::new(dispatch_odoo::Client::new(e.connector.cfg.connection(&secrets())).unwrap()),
