@@ -281,7 +281,8 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
         let spec = dispatch_intel::HistorySpec {
             seed: args.seed,
             end: clock.now().date_naive() - chrono::Duration::days(1),
-            ..dispatch_intel::HistorySpec { scale: 0.1, ..Default::default() }
+            scale: 0.1,
+            ..Default::default()
         };
         crate::model_cli::generate(store.as_ref(), &spec).await?;
         if let Err(e) = crate::model_cli::train_and_maybe_activate(
@@ -321,6 +322,14 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     println!("  API       {url}/api/v1/orders");
     println!("  API doc   {url}/api/openapi.json");
     println!("  metrics   {url}/metrics");
+    if let Ok(Some((model, _))) = store.active_model().await {
+        println!(
+            "  risk      model {model} over {} dispatches of history:",
+            store.history_count().await.unwrap_or(0),
+            model = model.version
+        );
+        println!("            {url}/api/v1/insights/hotspots, {url}/api/v1/orders/ID/risk");
+    }
     println!("  token     {token}   (role admin, shown once)");
     for (name, m) in &mocks {
         println!("  carrier   {name}: mock carrier at {} (bookings: {}/admin/bookings)", m.url(), m.url());

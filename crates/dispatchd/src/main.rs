@@ -238,7 +238,9 @@ enum ModelCmd {
     },
     /// Make a model the active one.
     Promote {
-        version: String,
+        /// The model's version, from `dispatchd model list`.
+        #[arg(value_name = "VERSION")]
+        model: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -498,7 +500,7 @@ async fn run(cli: Cli) -> Result<()> {
                     model_cli::train_cmd(s.as_ref(), &opts, clock.now()).await
                 }
                 ModelCmd::List { .. } => model_cli::list_cmd(s.as_ref()).await,
-                ModelCmd::Promote { version, .. } => model_cli::promote_cmd(s.as_ref(), &version, clock.now()).await,
+                ModelCmd::Promote { model, .. } => model_cli::promote_cmd(s.as_ref(), &model, clock.now()).await,
                 ModelCmd::Rollback { .. } => model_cli::rollback_cmd(s.as_ref(), clock.now()).await,
             };
             s.close().await;

@@ -223,10 +223,11 @@ impl Encoder {
 
     /// One row of numbers (NaN for missing and unseen values).
     pub fn encode_into(&self, list: &FeatureList, f: &ReleaseFacts, row: &mut [f64]) {
+        let codes = self.codes();
         for (i, def) in list.defs().iter().enumerate() {
             row[i] = match raw(def, f) {
                 Raw::Num(v) => v.filter(|x| x.is_finite()).unwrap_or(f64::NAN),
-                Raw::Cat(v) => self.categories[i].iter().position(|c| c == v).map(|p| p as f64).unwrap_or(f64::NAN),
+                Raw::Cat(v) => codes.get(i).and_then(|m| m.get(v)).copied().unwrap_or(f64::NAN),
             };
         }
     }

@@ -230,6 +230,9 @@ pub fn train(
             options.min_holdout_rows
         )));
     }
+    if train_part.is_empty() || holdout.is_empty() {
+        return Err(TrainError::TooLittleData("the history does not span two days".into()));
+    }
     if late == train_part.len() {
         return Err(TrainError::TooLittleData("every training record departed late".into()));
     }

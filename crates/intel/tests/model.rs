@@ -201,7 +201,7 @@ fn carrier_outage_days_stand_out_as_anomalies() {
     let planted: std::collections::HashSet<_> = spec
         .outage_days()
         .into_iter()
-        .filter(|(d, c)| *d >= judged_from && series.get(*c).is_some())
+        .filter(|(d, c)| *d >= judged_from && series.contains_key(*c))
         .map(|(d, c)| (d, c.to_string()))
         .collect();
     let hit = planted.intersection(&found).count() as f64;

@@ -108,6 +108,9 @@ pub struct AnomalyParams {
     pub recent: Option<u32>,
 }
 
+/// How a dispatch record is assigned to a series (its warehouse, its carrier).
+type SeriesKey = fn(&DispatchRecord) -> String;
+
 #[derive(Serialize, ToSchema)]
 pub struct AnomalyView {
     /// `warehouse:AMS` or `carrier:dhl`.
@@ -147,7 +150,7 @@ pub async fn list_anomalies(
     let history = history_since(&app, days).await?;
     let since = app.clock.now().date_naive() - Duration::days(i64::from(recent));
     let mut items = Vec::new();
-    let keys: [(&str, fn(&DispatchRecord) -> String); 2] =
+    let keys: [(&str, SeriesKey); 2] =
         [("warehouse", |r| r.facts.warehouse.clone()), ("carrier", |r| r.facts.carrier.clone())];
     for (kind, key) in keys {
         let (dates, series) = daily_counts(&history, key);
