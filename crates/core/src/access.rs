@@ -22,6 +22,8 @@ pub enum Permission {
     ReplayPolicy,
     /// Send failed integration jobs (dead letters) for another attempt: a manual touch.
     ReprocessDeadLetters,
+    /// Subscribe, unsubscribe and rotate outbound webhook endpoints (they receive order data).
+    ManageWebhooks,
 }
 
 impl Permission {
@@ -33,6 +35,7 @@ impl Permission {
         Permission::WritePolicy,
         Permission::ReplayPolicy,
         Permission::ReprocessDeadLetters,
+        Permission::ManageWebhooks,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Permission {
             Permission::WritePolicy => "write_policy",
             Permission::ReplayPolicy => "replay_policy",
             Permission::ReprocessDeadLetters => "reprocess_dead_letters",
+            Permission::ManageWebhooks => "manage_webhooks",
         }
     }
 }
@@ -63,6 +67,9 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         // A replay changes nothing; those who shape or audit policy may run one.
         ReplayPolicy => matches!(role, OpsManager | Admin | Supervisor | Auditor),
         ReprocessDeadLetters => matches!(role, Supervisor | OpsManager | Admin),
+        // Subscriptions send order data out: operations management, admins, and the
+        // integration accounts that set up their own (n8n).
+        ManageWebhooks => matches!(role, OpsManager | Admin | Integration),
     }
 }
 
@@ -97,5 +104,13 @@ mod tests {
         }
         assert!(role_allows(Role::Auditor, Permission::ReplayPolicy));
         assert!(!role_allows(Role::Dispatcher, Permission::ReplayPolicy));
+    }
+
+    #[test]
+    fn webhook_subscriptions_are_managed_by_ops_admins_and_integrations() {
+        for r in Role::ALL {
+            let may = role_allows(*r, Permission::ManageWebhooks);
+            assert_eq!(may, matches!(r, Role::OpsManager | Role::Admin | Role::Integration), "{r}");
+        }
     }
 }

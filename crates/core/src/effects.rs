@@ -16,10 +16,17 @@ pub struct FollowUp {
 }
 
 pub const BOOK_SHIPMENT: &str = "book_shipment";
+/// Fan an outbound message out to its webhook endpoints and notification rules.
+pub const PUBLISH_EVENT: &str = "publish_event";
 
-/// What must happen because `before` became `after`.
-pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
+/// What must happen because `before` became `after` through `events`.
+pub fn follow_ups(before: Option<&Order>, after: &Order, events: &[crate::Event]) -> Vec<FollowUp> {
     let mut out = Vec::new();
+    // Every outbound message is written with the events that caused it (at-least-once: the
+    // publisher fans it out later, even after a crash).
+    for m in crate::outbound::messages(before, after, events) {
+        out.push(FollowUp { kind: PUBLISH_EVENT, dedupe_key: format!("{PUBLISH_EVENT}:{}", m.id), payload: publish_payload(&m) });
+    }
     let was_released = before.is_some_and(|b| b.state == OrderState::Released);
     if after.state == OrderState::Released && !was_released {
         // Keyed by the release's version: a release after a new hold books anew, a retry of
@@ -31,6 +38,11 @@ pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
         });
     }
     out
+}
+
+/// The `publish_event` job's payload: the message with its id.
+pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
+    serde_json::to_value(m).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]
@@ -59,11 +71,11 @@ mod tests {
 
     #[test]
     fn release_enqueues_one_booking() {
-        let f = follow_ups(None, &order(OrderState::Released, 2));
+        let f = follow_ups(None, &order(OrderState::Released, 2), &[]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedupe_key, "book_shipment:ord_1:2");
-        assert!(follow_ups(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)).is_empty());
-        assert_eq!(follow_ups(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)).len(), 1);
-        assert!(follow_ups(None, &order(OrderState::OnHold, 2)).is_empty());
+        assert!(follow_ups(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4), &[]).is_empty());
+        assert_eq!(follow_ups(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4), &[]).len(), 1);
+        assert!(follow_ups(None, &order(OrderState::OnHold, 2), &[]).is_empty());
     }
 }

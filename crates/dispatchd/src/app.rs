@@ -97,6 +97,7 @@ pub async fn serve(
         }
         None
     };
+    let outbound = outbound_worker(&state, cfg)?.map(|w| w.spawn(stop_rx.clone()));
     // On a signal: stop scheduling and booking first, then drain HTTP, then close the store.
     let shutdown = async move {
         shutdown_signal().await;
@@ -105,10 +106,38 @@ pub async fn serve(
         if let Some(w) = worker {
             let _ = w.await;
         }
+        if let Some(w) = outbound {
+            let _ = w.await;
+        }
     };
     let result = dispatch_server::serve(listener, state, shutdown).await.context("server failed");
     reload.abort();
     result
+}
+
+/// The outbound worker (webhook deliveries and notifications), when enabled. Invalid
+/// notification rules or templates stop the start with every error listed.
+pub fn outbound_worker(state: &Arc<AppState>, cfg: &Config) -> Result<Option<Arc<crate::outbound::OutboundWorker>>> {
+    let notifier = if cfg.notifications.enabled {
+        let n = crate::notify::Notifier::new(cfg.notifications.clone())
+            .map_err(|errs| anyhow::anyhow!("notifications are misconfigured:\n  {}", errs.join("\n  ")))?;
+        Some(Arc::new(n))
+    } else {
+        None
+    };
+    if !cfg.webhooks.enabled && notifier.is_none() {
+        return Ok(None);
+    }
+    if state.vault.is_none() {
+        tracing::warn!("no master key (DISPATCHD_MASTER_KEY): webhook endpoints cannot be created or signed");
+    }
+    Ok(Some(crate::outbound::OutboundWorker::new(
+        state.store.clone(),
+        state.clock.clone(),
+        state.vault.clone(),
+        notifier,
+        cfg.webhooks.clone(),
+    )))
 }
 
 /// The scheduler with the built-in actions; an unknown action name is a configuration error.
@@ -119,8 +148,13 @@ pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Sch
             "heartbeat" => Arc::new(Heartbeat { clock: app.clock.clone() }),
             "reevaluate_open" => Arc::new(ReevaluateOpen { app: app.clone() }),
             "refresh_priorities" => Arc::new(RefreshPriorities { app: app.clone() }),
+            "queue_aging" => Arc::new(crate::monitors::QueueAging { app: app.clone() }),
+            "stalled_records" => Arc::new(crate::monitors::StalledRecords { app: app.clone() }),
+            "cutoff_risk" => Arc::new(crate::monitors::CutoffRisk { app: app.clone() }),
+            "retention" => Arc::new(crate::monitors::Retention { app: app.clone() }),
             other => anyhow::bail!(
-                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities",
+                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities, \
+                 queue_aging, stalled_records, cutoff_risk, retention",
                 cfg.name
             ),
         };

@@ -52,6 +52,12 @@ pub struct Config {
     pub carriers: BTreeMap<String, CarrierConfig>,
     #[serde(default)]
     pub booking: BookingConfig,
+    /// `[webhooks]`: outbound webhook deliveries.
+    #[serde(default)]
+    pub webhooks: crate::outbound::WebhooksConfig,
+    /// `[notifications]`: customer notices and internal alerts.
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationsConfig,
 }
 
 /// `[booking]`: how released orders are booked with carriers.
@@ -117,11 +123,11 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) are secrets read by the carrier
-        // registry, not configuration keys.
+        // Carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`), the master key and the SMTP
+        // password are secrets read where they are used, not configuration keys.
         let env = || {
             Env::prefixed("DISPATCHD_")
-                .ignore(&["config"])
+                .ignore(&["config", "master_key", "master_key_file", "smtp_password"])
                 .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("carrier_"))
         };
         let base = Figment::from(Serialized::defaults(Defaults {

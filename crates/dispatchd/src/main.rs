@@ -13,6 +13,11 @@ use dispatch_server::clock::{Clock, SystemClock};
 mod app;
 mod config;
 mod demo;
+mod monitors;
+mod notify;
+mod outbound;
+#[cfg(test)]
+mod outbound_tests;
 mod policy_cli;
 mod scheduler;
 mod workers;

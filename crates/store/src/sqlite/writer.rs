@@ -480,7 +480,7 @@ async fn write_one(
     };
 
     if appended > 0 {
-        for f in follow_ups(before.as_ref(), &outcome.order) {
+        for f in follow_ups(before.as_ref(), &outcome.order, &stored) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
         staged.events.extend(stored);
