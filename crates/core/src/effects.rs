@@ -25,7 +25,11 @@ pub fn follow_ups(before: Option<&Order>, after: &Order, events: &[crate::Event]
     // Every outbound message is written with the events that caused it (at-least-once: the
     // publisher fans it out later, even after a crash).
     for m in crate::outbound::messages(before, after, events) {
-        out.push(FollowUp { kind: PUBLISH_EVENT, dedupe_key: format!("{PUBLISH_EVENT}:{}", m.id), payload: publish_payload(&m) });
+        out.push(FollowUp {
+            kind: PUBLISH_EVENT,
+            dedupe_key: format!("{PUBLISH_EVENT}:{}", m.id),
+            payload: publish_payload(&m),
+        });
     }
     let was_released = before.is_some_and(|b| b.state == OrderState::Released);
     if after.state == OrderState::Released && !was_released {

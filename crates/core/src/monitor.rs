@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn cutoff_risk_follows_the_dispatch_sequence() {
         // Four orders due in 60 minutes, two per hour leave: the two of lowest priority miss.
-        let os: Vec<Order> = (0..4).map(|i| order(&format!("o{i}"), OrderState::Released, 5, Some(60), 100 - i)).collect();
+        let os: Vec<Order> =
+            (0..4).map(|i| order(&format!("o{i}"), OrderState::Released, 5, Some(60), 100 - i)).collect();
         let refs: Vec<&Order> = os.iter().collect();
         let risk: Vec<&str> = cutoff_at_risk(&refs, 2.0, now()).iter().map(|o| o.id.as_str()).collect();
         assert_eq!(risk, vec!["o2", "o3"]);

@@ -83,7 +83,9 @@ impl EventType {
             EventType::OrderReleased => "An order passed every readiness check and may leave.",
             EventType::OrderHeld => "An order was put on hold; `hold_reasons` says why.",
             EventType::OrderCancelled => "An order was cancelled.",
-            EventType::OrderException => "An order needs a person: booking failed for good, or the carrier reported a problem.",
+            EventType::OrderException => {
+                "An order needs a person: booking failed for good, or the carrier reported a problem."
+            }
             EventType::ApprovalRequested => "An exception needs an approval decision.",
             EventType::ApprovalDecided => "An approval was approved or rejected.",
             EventType::ShipmentBooked => "The order was booked with a carrier.",
@@ -300,7 +302,11 @@ pub fn map_event(ev: &Event, order: OrderRef, before: Option<OrderState>, after:
         EventData::Evaluated(e) if e.outcome == OrderState::Released => msg(
             ev,
             EventType::OrderReleased,
-            OrderReleasedData { order: order.clone(), priority: e.priority, latest_departure: Some(e.inputs.latest_departure) },
+            OrderReleasedData {
+                order: order.clone(),
+                priority: e.priority,
+                latest_departure: Some(e.inputs.latest_departure),
+            },
         ),
         EventData::Evaluated(e) if e.outcome == OrderState::OnHold => msg(
             ev,
@@ -332,7 +338,9 @@ pub fn map_event(ev: &Event, order: OrderRef, before: Option<OrderState>, after:
         EventData::Dispatched { departed_at } => {
             msg(ev, EventType::ShipmentDispatched, shipment(Some(*departed_at), None)?)
         }
-        EventData::Delivered { delivered_at } => msg(ev, EventType::OrderDelivered, shipment(None, Some(*delivered_at))?),
+        EventData::Delivered { delivered_at } => {
+            msg(ev, EventType::OrderDelivered, shipment(None, Some(*delivered_at))?)
+        }
         EventData::TrackingUpdated { update, applied: true } => msg(
             ev,
             EventType::TrackingUpdated,
@@ -408,7 +416,8 @@ mod tests {
     }
 
     fn run(state: Option<Order>, cmd: Command) -> (Option<Order>, Order, Vec<Event>) {
-        let w = crate::Warehouses::new(vec![crate::readiness::tests::warehouse("AMS", "NL", "Europe/Amsterdam")]).unwrap();
+        let w =
+            crate::Warehouses::new(vec![crate::readiness::tests::warehouse("AMS", "NL", "Europe/Amsterdam")]).unwrap();
         let ctx = Ctx::new(ctx_now(), &w);
         let data = decide(state.as_ref(), cmd, &ctx).unwrap();
         let mut s = state.clone();
@@ -431,7 +440,8 @@ mod tests {
     #[test]
     fn release_and_booking_map_to_their_types_with_stable_ids() {
         let facts = crate::readiness::tests::facts();
-        let (before, after, evs) = run(None, Command::Upsert { facts: Box::new(facts.clone()), expected_version: None });
+        let (before, after, evs) =
+            run(None, Command::Upsert { facts: Box::new(facts.clone()), expected_version: None });
         let m = messages(before.as_ref(), &after, &evs);
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].event_type, EventType::OrderReleased);
@@ -440,8 +450,7 @@ mod tests {
         assert_eq!(m, messages(before.as_ref(), &after, &evs), "mapping is deterministic");
 
         // The same facts again: re-evaluated, still released → nothing new to publish.
-        let (b2, a2, e2) =
-            run(Some(after.clone()), Command::Upsert { facts: Box::new(facts), expected_version: None });
+        let (b2, a2, e2) = run(Some(after.clone()), Command::Upsert { facts: Box::new(facts), expected_version: None });
         assert!(messages(b2.as_ref(), &a2, &e2).is_empty());
 
         let (b3, a3, e3) = run(

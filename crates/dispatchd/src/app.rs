@@ -90,7 +90,7 @@ pub async fn serve(
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
-        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx))
+        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
     } else {
         if carriers.is_empty() {
             tracing::warn!("no carriers configured: released orders wait for booking");
@@ -115,7 +115,7 @@ pub async fn serve(
     result
 }
 
-/// The outbound worker (webhook deliveries and notifications), when enabled. Invalid
+/// The outbound worker (webhook deliveries and notifications). Invalid
 /// notification rules or templates stop the start with every error listed.
 pub fn outbound_worker(state: &Arc<AppState>, cfg: &Config) -> Result<Option<Arc<crate::outbound::OutboundWorker>>> {
     let notifier = if cfg.notifications.enabled {
@@ -125,9 +125,8 @@ pub fn outbound_worker(state: &Arc<AppState>, cfg: &Config) -> Result<Option<Arc
     } else {
         None
     };
-    if !cfg.webhooks.enabled && notifier.is_none() {
-        return Ok(None);
-    }
+    // Always run: published events are fanned out (and marked done) even when neither
+    // webhooks nor notifications are enabled, so the outbox does not fill up.
     if state.vault.is_none() {
         tracing::warn!("no master key (DISPATCHD_MASTER_KEY): webhook endpoints cannot be created or signed");
     }

@@ -138,7 +138,9 @@ impl ScheduledAction for StalledRecords {
                 t.departure_grace_minutes,
                 list(&not_departed)
             );
-            raise(store, now, "stalled_not_departed", "critical", msg, &not_departed).await.map_err(|e| e.to_string())?;
+            raise(store, now, "stalled_not_departed", "critical", msg, &not_departed)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(format!("{} not booked, {} not departed", not_booked.len(), not_departed.len()))
     }

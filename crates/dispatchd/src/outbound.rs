@@ -33,7 +33,7 @@ pub const DELIVER_WEBHOOK: &str = "deliver_webhook";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
-    /// Run the outbound worker (with `serve`).
+    /// Deliver to webhook endpoints (published events are still fanned out to notifications).
     pub enabled: bool,
     /// An attempt without a 2xx answer within this time has failed (Standard Webhooks: 15 s).
     pub timeout_ms: u64,
@@ -183,7 +183,8 @@ impl OutboundWorker {
         };
         let now = self.clock.now();
         let mut jobs = Vec::new();
-        for e in self.store.webhook_endpoints().await? {
+        let endpoints = if self.cfg.enabled { self.store.webhook_endpoints().await? } else { Vec::new() };
+        for e in endpoints {
             let types: Vec<_> =
                 e.event_types.iter().filter_map(|t| dispatch_core::outbound::EventType::parse(t)).collect();
             if e.status != "active" || !subscribed(&types, message.event_type) {

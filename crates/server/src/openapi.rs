@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the domain types.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use dispatch_core::outbound as ob;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{dead_letters, orders, policy, schedules, system, webhook_endpoints, webhooks};
@@ -63,7 +63,7 @@ impl Modify for Webhooks {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
         use utoipa::openapi::request_body::RequestBodyBuilder;
-        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, KnownFormat, Type};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
         use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, Required, ResponseBuilder};
 
         let header = |name: &str, description: &str| {
@@ -82,7 +82,9 @@ impl Modify for Webhooks {
                 .required("type")
                 .property(
                     "timestamp",
-                    ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
                 )
                 .required("timestamp")
                 .property("data", Ref::from_schema_name(t.payload_schema()))

@@ -399,8 +399,12 @@ pub trait Store: Send + Sync + 'static {
     async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpointRow>, StoreError>;
     async fn webhook_endpoint(&self, id: &str) -> Result<Option<WebhookEndpointRow>, StoreError>;
     /// Replaces the sealed signing secrets (rotation); `false` when there is no such endpoint.
-    async fn set_webhook_secrets(&self, id: &str, secrets: &[SealedSecret], now: DateTime<Utc>)
-    -> Result<bool, StoreError>;
+    async fn set_webhook_secrets(
+        &self,
+        id: &str,
+        secrets: &[SealedSecret],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// `active` (clears the failure clock) or `disabled` with the reason.
     async fn set_webhook_status(
         &self,

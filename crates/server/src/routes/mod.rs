@@ -64,9 +64,24 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::POST, "/api/v1/webhook-endpoints", Requires(ManageWebhooks), post(webhook_endpoints::create)),
         r(Method::GET, "/api/v1/webhook-endpoints", Requires(ReadConfig), get(webhook_endpoints::list)),
         r(Method::GET, "/api/v1/webhook-endpoints/{id}", Requires(ReadConfig), get(webhook_endpoints::get_one)),
-        r(Method::DELETE, "/api/v1/webhook-endpoints/{id}", Requires(ManageWebhooks), delete(webhook_endpoints::delete)),
-        r(Method::POST, "/api/v1/webhook-endpoints/{id}/rotate-secret", Requires(ManageWebhooks), post(webhook_endpoints::rotate_secret)),
-        r(Method::POST, "/api/v1/webhook-endpoints/{id}/enable", Requires(ManageWebhooks), post(webhook_endpoints::enable)),
+        r(
+            Method::DELETE,
+            "/api/v1/webhook-endpoints/{id}",
+            Requires(ManageWebhooks),
+            delete(webhook_endpoints::delete),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/webhook-endpoints/{id}/rotate-secret",
+            Requires(ManageWebhooks),
+            post(webhook_endpoints::rotate_secret),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/webhook-endpoints/{id}/enable",
+            Requires(ManageWebhooks),
+            post(webhook_endpoints::enable),
+        ),
     ]
 }
 

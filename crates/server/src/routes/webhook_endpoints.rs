@@ -237,8 +237,11 @@ pub async fn rotate_secret(
     let now = app.clock.now();
     let overlap_until = now + Duration::hours(ROTATION_OVERLAP_HOURS);
     let secret = generate_secret();
-    let mut secrets =
-        vec![SealedSecret { sealed: vault.seal(&secret_purpose(&id), secret.expose()), created_at: now, expires_at: None }];
+    let mut secrets = vec![SealedSecret {
+        sealed: vault.seal(&secret_purpose(&id), secret.expose()),
+        created_at: now,
+        expires_at: None,
+    }];
     // Secrets still signing end at the overlap at the latest; expired ones are dropped.
     for s in e.secrets.into_iter().filter(|s| s.expires_at.is_none_or(|x| x > now)) {
         let expires_at = Some(s.expires_at.map_or(overlap_until, |x| x.min(overlap_until)));
@@ -248,11 +251,7 @@ pub async fn rotate_secret(
         return Err(Problem::not_found(&format!("endpoint `{id}`")));
     }
     tracing::info!(endpoint = %id, actor = %principal.actor(), "webhook signing secret rotated");
-    Ok(axum::Json(SecretRotated {
-        id,
-        secret: secret.expose().to_string(),
-        previous_secret_expires_at: overlap_until,
-    }))
+    Ok(axum::Json(SecretRotated { id, secret: secret.expose().to_string(), previous_secret_expires_at: overlap_until }))
 }
 
 /// Enable a disabled endpoint again (its dead letters can then be retried).

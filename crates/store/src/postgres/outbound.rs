@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use crate::outbound_rows::{self, ENDPOINT_COLUMNS, NOTIFICATION_COLUMNS, NewJob, NotificationRecord, SealedSecret, WebhookEndpointRow};
-use crate::time::to_micros;
 use crate::StoreError;
+use crate::outbound_rows::{
+    self, ENDPOINT_COLUMNS, NOTIFICATION_COLUMNS, NewJob, NotificationRecord, SealedSecret, WebhookEndpointRow,
+};
+use crate::time::to_micros;
 
 type Pool = sqlx::Pool<sqlx::Postgres>;
 
@@ -14,9 +16,8 @@ pub(crate) async fn enqueue_jobs(pool: &Pool, jobs: &[NewJob], now: DateTime<Utc
     if jobs.is_empty() {
         return Ok(0);
     }
-    let mut b: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(
-        "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) ",
-    );
+    let mut b: QueryBuilder<sqlx::Postgres> =
+        QueryBuilder::new("INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) ");
     b.push_values(jobs, |mut r, j| {
         r.push_bind(j.kind.clone())
             .push_bind(j.order_id.clone())
@@ -52,21 +53,29 @@ pub(crate) async fn insert_endpoint(pool: &Pool, e: &WebhookEndpointRow) -> Resu
 }
 
 pub(crate) async fn endpoints(pool: &Pool) -> Result<Vec<WebhookEndpointRow>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
+    )))
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(outbound_rows::endpoint).collect()
 }
 
 pub(crate) async fn endpoint(pool: &Pool, id: &str) -> Result<Option<WebhookEndpointRow>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     row.as_ref().map(outbound_rows::endpoint).transpose()
 }
 
-pub(crate) async fn set_secrets(pool: &Pool, id: &str, secrets: &[SealedSecret], now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub(crate) async fn set_secrets(
+    pool: &Pool,
+    id: &str,
+    secrets: &[SealedSecret],
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let r = sqlx::query("UPDATE webhook_endpoints SET secrets = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(serde_json::to_string(secrets)?)
@@ -119,7 +128,7 @@ pub(crate) async fn record_result(
              RETURNING {ENDPOINT_COLUMNS}"
         )
     };
-    let row = sqlx::query(&sql).bind(id).bind(to_micros(now)).fetch_optional(pool).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(to_micros(now)).fetch_optional(pool).await?;
     row.as_ref().map(outbound_rows::endpoint).transpose()
 }
 
@@ -166,9 +175,9 @@ pub(crate) async fn update_notification(
 }
 
 pub(crate) async fn notifications(pool: &Pool, order_id: &str) -> Result<Vec<NotificationRecord>, StoreError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE order_id = $1 ORDER BY created_at, id"
-    ))
+    )))
     .bind(order_id)
     .fetch_all(pool)
     .await?;
