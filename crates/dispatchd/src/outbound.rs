@@ -273,9 +273,13 @@ impl OutboundWorker {
         if should_disable(failing_since, now, limit) {
             let reason = format!("no successful delivery for {} days", self.cfg.disable_after_days);
             self.store.set_webhook_status(&endpoint.id, "disabled", Some(&reason), now).await?;
-            // The alert: an error log and a metric that alerting rules watch.
+            // The alert: an error log, a metric that alerting rules watch, and `alert.raised`
+            // (other subscribers and, by the default rules, a mail to the internal team).
             tracing::error!(endpoint = %endpoint.id, url = %endpoint.url, %reason, "ALERT: webhook endpoint disabled");
             metrics::counter!("dispatchd_webhook_endpoints_disabled_total", "reason" => "failing").increment(1);
+            let msg = format!("webhook endpoint {} ({}) disabled: {reason}", endpoint.id, endpoint.url);
+            let alert = format!("webhook_endpoint_disabled_{}", endpoint.id);
+            crate::monitors::raise(self.store.as_ref(), now, &alert, "critical", msg, &[]).await?;
             return Ok(Outcome::Dead(format!("{error}; endpoint disabled: {reason}")));
         }
         let attempts = u32::try_from(job.attempts.max(1)).unwrap_or(u32::MAX);

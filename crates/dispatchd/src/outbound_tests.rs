@@ -370,6 +370,8 @@ async fn gone_disables_at_once_and_days_of_timeouts_disable_with_an_alert() {
     let slow = Receiver::start(Answer::Slow(2_000)).await;
     let (gone_id, _) = h.endpoint(&gone.url, &[]).await;
     let (slow_id, _) = h.endpoint(&slow.url, &[]).await;
+    let watcher = Receiver::start(Answer::Status(204)).await;
+    h.endpoint(&watcher.url, &["alert.raised"]).await;
 
     h.order("WH1/OUT/20", acme(), 4).await;
     h.drain().await;
@@ -388,6 +390,10 @@ async fn gone_disables_at_once_and_days_of_timeouts_disable_with_an_alert() {
     let ep = h.get(&format!("/api/v1/webhook-endpoints/{slow_id}")).await;
     assert_eq!(ep["status"], "disabled", "{ep}");
     assert!(ep["disabled_reason"].as_str().unwrap().contains("5 days"), "{ep}");
+    // The alert reaches the subscribers that are still active.
+    let alert: Value = serde_json::from_slice(&watcher.all().last().unwrap().1).unwrap();
+    assert_eq!(alert["type"], "alert.raised");
+    assert!(alert["data"]["message"].as_str().unwrap().contains(&slow_id), "{alert}");
 
     // A disabled endpoint gets nothing new.
     h.order("WH1/OUT/21", acme(), 4).await;
