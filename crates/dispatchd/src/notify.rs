@@ -212,7 +212,7 @@ fn locate(file: &str, src: &str, line_offset: usize, e: &minijinja::Error) -> Te
 impl Templates {
     /// The shipped templates, replaced by those in `dir` where present.
     pub fn load(dir: Option<&Path>) -> Result<Templates, Vec<TemplateError>> {
-        let mut sources: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        let mut sources: Sources = BTreeMap::new();
         for (loc, kind, src) in SHIPPED {
             sources.insert((kind.to_string(), loc.to_string()), (format!("{loc}/{kind}.txt"), src.to_string()));
         }
@@ -278,7 +278,10 @@ impl Templates {
     }
 }
 
-fn read_dir(dir: &Path) -> Result<BTreeMap<(String, String), (String, String)>, TemplateError> {
+/// (template name, locale) → (file shown in errors, source).
+type Sources = BTreeMap<(String, String), (String, String)>;
+
+fn read_dir(dir: &Path) -> Result<Sources, TemplateError> {
     let fail = |m: String| TemplateError { file: dir.display().to_string(), line: 1, column: 1, message: m };
     let mut out = BTreeMap::new();
     for loc in std::fs::read_dir(dir).map_err(|e| fail(e.to_string()))? {

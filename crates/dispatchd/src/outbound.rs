@@ -232,7 +232,7 @@ impl OutboundWorker {
         let now = self.clock.now();
         let secrets = match self.secrets(&endpoint, now) {
             Ok(s) => s,
-            Err(e) => return Ok(self.failed(job, &endpoint, e).await?),
+            Err(e) => return self.failed(job, &endpoint, e).await,
         };
         let body = serde_json::to_vec(&d.message.body()).map_err(StoreError::from)?;
         let ts = now.timestamp();

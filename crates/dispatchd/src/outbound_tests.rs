@@ -101,16 +101,19 @@ enum Answer {
     Slow(u64),
 }
 
+/// Requests received: headers and raw body.
+type Got = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 #[derive(Clone)]
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Got,
     answer: Arc<Mutex<Answer>>,
 }
 
 impl Receiver {
     async fn start(answer: Answer) -> Receiver {
-        let got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Arc::default();
+        let got: Got = Arc::default();
         let answer = Arc::new(Mutex::new(answer));
         let (g, a) = (got.clone(), answer.clone());
         let app = axum::Router::new().route(
@@ -445,7 +448,7 @@ struct Smtp {
 
 impl Smtp {
     fn start(port: u16, maildir: &Path) -> Smtp {
-        let child = std::process::Command::new(python())
+        let mut child = std::process::Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdout(std::process::Stdio::null())
@@ -458,6 +461,8 @@ impl Smtp {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not start");
     }
 
