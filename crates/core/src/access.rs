@@ -26,6 +26,8 @@ pub enum Permission {
     ReadAudit,
     /// Create, disable and change users and their tokens.
     ManageIdentities,
+    /// Subscribe, unsubscribe and rotate outbound webhook endpoints (they receive order data).
+    ManageWebhooks,
 }
 
 impl Permission {
@@ -39,6 +41,7 @@ impl Permission {
         Permission::ReprocessDeadLetters,
         Permission::ReadAudit,
         Permission::ManageIdentities,
+        Permission::ManageWebhooks,
     ];
 
     pub fn code(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Permission {
             Permission::ReprocessDeadLetters => "reprocess_dead_letters",
             Permission::ReadAudit => "read_audit",
             Permission::ManageIdentities => "manage_identities",
+            Permission::ManageWebhooks => "manage_webhooks",
         }
     }
 }
@@ -76,6 +80,9 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         // Who may do what is decided by admins only (and nobody may grant themselves more
         // than an admin has).
         ManageIdentities => matches!(role, Admin),
+        // Subscriptions send order data out: operations management, admins, and the
+        // integration accounts that set up their own (n8n).
+        ManageWebhooks => matches!(role, OpsManager | Admin | Integration),
     }
 }
 
@@ -175,5 +182,13 @@ mod tests {
         }
         assert!(role_allows(Role::Auditor, Permission::ReplayPolicy));
         assert!(!role_allows(Role::Dispatcher, Permission::ReplayPolicy));
+    }
+
+    #[test]
+    fn webhook_subscriptions_are_managed_by_ops_admins_and_integrations() {
+        for r in Role::ALL {
+            let may = role_allows(*r, Permission::ManageWebhooks);
+            assert_eq!(may, matches!(r, Role::OpsManager | Role::Admin | Role::Integration), "{r}");
+        }
     }
 }

@@ -16,15 +16,26 @@ pub struct FollowUp {
 }
 
 pub const BOOK_SHIPMENT: &str = "book_shipment";
+/// Fan an outbound message out to its webhook endpoints and notification rules.
+pub const PUBLISH_EVENT: &str = "publish_event";
 
 /// Write the dispatch state, tracking number and a chatter note back to the Odoo picking.
 pub const ODOO_WRITEBACK: &str = "odoo_writeback";
 /// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
 pub const ODOO_SOURCE: &str = "odoo";
 
-/// What must happen because `before` became `after`.
-pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
+/// What must happen because `before` became `after` through `events`.
+pub fn follow_ups(before: Option<&Order>, after: &Order, events: &[crate::Event]) -> Vec<FollowUp> {
     let mut out = Vec::new();
+    // Every outbound message is written with the events that caused it (at-least-once: the
+    // publisher fans it out later, even after a crash).
+    for m in crate::outbound::messages(before, after, events) {
+        out.push(FollowUp {
+            kind: PUBLISH_EVENT,
+            dedupe_key: format!("{PUBLISH_EVENT}:{}", m.id),
+            payload: publish_payload(&m),
+        });
+    }
     let was_released = before.is_some_and(|b| b.state == OrderState::Released);
     if after.state == OrderState::Released && !was_released {
         // Keyed by the release's version: a release after a new hold books anew, a retry of
@@ -60,6 +71,11 @@ pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
     out
 }
 
+/// The `publish_event` job's payload: the message with its id.
+pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
+    serde_json::to_value(m).unwrap_or(serde_json::Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,27 +104,28 @@ mod tests {
     fn odoo_orders_are_written_back_on_every_state_change() {
         let mut held = order(OrderState::OnHold, 2);
         held.hold_reasons = vec![crate::HoldReason::StockShort];
-        let f = follow_ups(None, &held);
+        let f = follow_ups(None, &held, &[]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, ODOO_WRITEBACK);
         assert_eq!(f[0].dedupe_key, "odoo_writeback:ord_1:2");
         assert_eq!(f[0].payload["hold_reasons"][0], "stock_short");
-        assert!(follow_ups(Some(&held), &held.clone()).is_empty(), "nothing changed: nothing to write");
+        assert!(follow_ups(Some(&held), &held.clone(), &[]).is_empty(), "nothing changed: nothing to write");
         let released = order(OrderState::Released, 4);
-        let kinds: Vec<_> = follow_ups(Some(&held), &released).iter().map(|f| f.kind).collect();
+        let kinds: Vec<_> = follow_ups(Some(&held), &released, &[]).iter().map(|f| f.kind).collect();
         assert_eq!(kinds, vec![BOOK_SHIPMENT, ODOO_WRITEBACK]);
         let mut api = order(OrderState::OnHold, 2);
         api.facts.source = "api".into();
-        assert!(follow_ups(None, &api).is_empty(), "only Odoo pickings are written back");
+        assert!(follow_ups(None, &api, &[]).is_empty(), "only Odoo pickings are written back");
     }
 
     #[test]
     fn release_enqueues_one_booking() {
-        let mut f = follow_ups(None, &order(OrderState::Released, 2));
+        let mut f = follow_ups(None, &order(OrderState::Released, 2), &[]);
         f.retain(|j| j.kind == BOOK_SHIPMENT);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedupe_key, "book_shipment:ord_1:2");
-        let books = |b: Option<&Order>, a: &Order| follow_ups(b, a).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
+        let books =
+            |b: Option<&Order>, a: &Order| follow_ups(b, a, &[]).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
         assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
         assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
         assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);

@@ -63,6 +63,17 @@ pub struct Customer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "u-7")]
     pub account_owner: Option<String>,
+    /// Where customer notices go (dispatch confirmation, delay notice, proof of delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "logistics@acme.example")]
+    pub email: Option<String>,
+    /// Language of the customer's notices: `en`, `nl`, `de`; `en` when unset or not shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "nl")]
+    pub locale: Option<String>,
+    /// The customer asked not to receive notices (internal alerts are still sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notifications_opt_out: bool,
 }
 
 fn default_tier() -> String {

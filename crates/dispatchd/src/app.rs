@@ -93,13 +93,14 @@ pub async fn serve(
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
-        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx))
+        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
     } else {
         if carriers.is_empty() {
             tracing::warn!("no carriers configured: released orders wait for booking");
         }
         None
     };
+    let outbound = outbound_worker(&state, cfg)?.map(|w| w.spawn(stop_rx.clone()));
     // On a signal: stop scheduling and booking first, then drain HTTP, then close the store.
     let shutdown = async move {
         shutdown_signal().await;
@@ -109,6 +110,9 @@ pub async fn serve(
             let _ = w.await;
         }
         if let Some(w) = odoo_writeback {
+            let _ = w.await;
+        }
+        if let Some(w) = outbound {
             let _ = w.await;
         }
     };
@@ -136,6 +140,30 @@ pub fn state(cfg: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Resu
     state_with(cfg, store, clock, Arc::new(Carriers::empty()))
 }
 
+/// The outbound worker (webhook deliveries and notifications). Invalid
+/// notification rules or templates stop the start with every error listed.
+pub fn outbound_worker(state: &Arc<AppState>, cfg: &Config) -> Result<Option<Arc<crate::outbound::OutboundWorker>>> {
+    let notifier = if cfg.notifications.enabled {
+        let n = crate::notify::Notifier::new(cfg.notifications.clone())
+            .map_err(|errs| anyhow::anyhow!("notifications are misconfigured:\n  {}", errs.join("\n  ")))?;
+        Some(Arc::new(n))
+    } else {
+        None
+    };
+    // Always run: published events are fanned out (and marked done) even when neither
+    // webhooks nor notifications are enabled, so the outbox does not fill up.
+    if state.vault.is_none() {
+        tracing::warn!("no master key (DISPATCHD_MASTER_KEY): webhook endpoints cannot be created or signed");
+    }
+    Ok(Some(crate::outbound::OutboundWorker::new(
+        state.store.clone(),
+        state.clock.clone(),
+        state.vault.clone(),
+        notifier,
+        cfg.webhooks.clone(),
+    )))
+}
+
 /// The scheduler with the built-in actions; an unknown action name is a configuration error.
 pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Scheduler> {
     let mut s = Scheduler::new(app.store.clone(), app.clock.clone(), crate::scheduler::node_name());
@@ -148,8 +176,13 @@ pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Sch
                 Some(c) => Arc::new(crate::odoo::OdooSync { connector: c.clone() }),
                 None => anyhow::bail!("schedule `{}`: action `odoo_sync` needs an [odoo] section", cfg.name),
             },
+            "queue_aging" => Arc::new(crate::monitors::QueueAging { app: app.clone() }),
+            "stalled_records" => Arc::new(crate::monitors::StalledRecords { app: app.clone() }),
+            "cutoff_risk" => Arc::new(crate::monitors::CutoffRisk { app: app.clone() }),
+            "retention" => Arc::new(crate::monitors::Retention { app: app.clone() }),
             other => anyhow::bail!(
-                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities, odoo_sync",
+                "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities, \
+                 odoo_sync, queue_aging, stalled_records, cutoff_risk, retention",
                 cfg.name
             ),
         };

@@ -58,6 +58,12 @@ pub struct Config {
     /// `[odoo]`: the Odoo connector; credentials come from the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub odoo: Option<dispatch_odoo::OdooConfig>,
+    /// `[webhooks]`: outbound webhook deliveries.
+    #[serde(default)]
+    pub webhooks: crate::outbound::WebhooksConfig,
+    /// `[notifications]`: customer notices and internal alerts.
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationsConfig,
 }
 
 /// `[booking]`: how released orders are booked with carriers.
@@ -123,14 +129,16 @@ impl Config {
     /// Loads the layers. Without `--config`, a `dispatchd.toml` in the data directory is used
     /// when present, so `serve --data-dir DIR` on a demo's directory serves the demo's setup.
     pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
-        // The master key ring, carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`) and Odoo's
-        // (`DISPATCHD_ODOO_*`) are secrets read by the vault, the carrier registry and the
-        // connector, not configuration keys.
+        // The master key ring, carrier credentials (`DISPATCHD_CARRIER_<NAME>_*`), Odoo's
+        // (`DISPATCHD_ODOO_*`) and the SMTP password are secrets read where they are used (the
+        // vault, the carrier registry, the connector, the mailer), not configuration keys.
         let env = || {
-            Env::prefixed("DISPATCHD_").ignore(&["config", "master_key", "master_key_file"]).filter(|k| {
-                let k = k.as_str().to_ascii_lowercase();
-                !k.starts_with("carrier_") && !k.starts_with("odoo_")
-            })
+            Env::prefixed("DISPATCHD_").ignore(&["config", "master_key", "master_key_file", "smtp_password"]).filter(
+                |k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    !k.starts_with("carrier_") && !k.starts_with("odoo_")
+                },
+            )
         };
         let base = Figment::from(Serialized::defaults(Defaults {
             listen: "127.0.0.1:8080",

@@ -14,7 +14,12 @@ mod app;
 mod config;
 mod demo;
 mod model_cli;
+mod monitors;
+mod notify;
 mod odoo;
+mod outbound;
+#[cfg(test)]
+mod outbound_tests;
 mod policy_cli;
 mod scheduler;
 mod security_cli;

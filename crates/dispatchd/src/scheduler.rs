@@ -34,6 +34,10 @@ pub fn default_schedules() -> Vec<ScheduleConfig> {
             cadence: "every 5m".into(),
             action: "reevaluate_open".into(),
         },
+        ScheduleConfig { name: "queue-aging".into(), cadence: "every 5m".into(), action: "queue_aging".into() },
+        ScheduleConfig { name: "stalled-records".into(), cadence: "every 5m".into(), action: "stalled_records".into() },
+        ScheduleConfig { name: "cutoff-risk".into(), cadence: "every 15m".into(), action: "cutoff_risk".into() },
+        ScheduleConfig { name: "retention".into(), cadence: "30 3 * * *".into(), action: "retention".into() },
     ]
 }
 

@@ -53,6 +53,23 @@ pub fn carrier_plan(order: &Order, carriers: &Carriers) -> Vec<String> {
     plan
 }
 
+/// The `dead_letter.created` message of a job that failed for good.
+pub fn dead_letter_message(job: &Job, error: &str, now: DateTime<Utc>) -> dispatch_core::outbound::Message {
+    let data = dispatch_core::outbound::DeadLetterData {
+        dead_letter_id: job.id,
+        kind: job.kind.clone(),
+        order_id: job.order_id.clone(),
+        error: Some(error.to_string()),
+    };
+    dispatch_core::outbound::Message {
+        // A dead letter retried and dead again is a new message.
+        id: format!("msg_dead_{}_{}", job.id, now.timestamp_micros()),
+        event_type: dispatch_core::outbound::EventType::DeadLetterCreated,
+        timestamp: now,
+        data: serde_json::to_value(data).unwrap_or_default(),
+    }
+}
+
 pub struct BookingWorker {
     id: String,
     store: Arc<dyn Store>,
@@ -205,6 +222,14 @@ impl BookingWorker {
         tracing::error!(job = job.id, order = ?job.order_id, %error, "booking failed for good: dead letter");
         metrics::counter!("dispatchd_dead_letters_total", "kind" => job.kind.clone()).increment(1);
         let finished = self.store.finish_job(job.id, &self.id, JobStatus::Dead, Some(error)).await?;
+        if finished {
+            // Subscribers (n8n, the internal team) hear of it: `dead_letter.created`.
+            let message = dead_letter_message(job, error, self.clock.now());
+            let publish = crate::outbound::publish_job(&message);
+            if let Err(e) = self.store.enqueue_jobs(&[publish], self.clock.now()).await {
+                tracing::warn!(job = job.id, error = %e, "could not publish dead_letter.created");
+            }
+        }
         if finished && let Some(order_id) = &job.order_id {
             let reason = format!("carrier booking failed: {error}");
             match self.write(order_id, Command::RaiseException { reason }).await {

@@ -7,6 +7,7 @@
 //!   window) and parsing into carrier-neutral updates;
 //! - [`resilience`]: exponential backoff with full jitter and a per-carrier circuit breaker,
 //!   as pure functions of an injected time;
+//! - [`outbound`]: outbound webhooks in the Standard Webhooks format (secrets, signatures, one attempt);
 //! - [`vault`]: secrets sealed at rest with AES-256-GCM under a versioned master key ring;
 //! - [`registry`]: carriers built from configuration, with credentials from the environment.
 //!
@@ -16,6 +17,7 @@
 pub mod carrier;
 pub mod easypost;
 pub mod http_json;
+pub mod outbound;
 pub mod registry;
 pub mod resilience;
 pub mod secret;

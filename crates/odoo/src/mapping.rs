@@ -439,6 +439,11 @@ pub fn map_picking(b: &Bundle, m: &Mapping) -> Result<Mapped, MappingError> {
             tier,
             credit_status,
             account_owner: b.first_text(&m.account_owner),
+            // Not mapped yet: customer notices for Odoo orders need the partner's `email` and
+            // `lang` in the fetched fields (docs/odoo.md, gaps).
+            email: None,
+            locale: None,
+            notifications_opt_out: false,
         },
         service_level,
         promised_date,

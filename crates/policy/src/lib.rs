@@ -125,6 +125,8 @@ pub struct Policy {
     pub terms: Vec<Term>,
     pub carriers: CarrierMatrix,
     pub exceptions: BTreeMap<HoldReason, (String, String)>,
+    /// Thresholds of the scheduled monitors.
+    pub monitors: dispatch_core::monitor::Thresholds,
     /// Derived values some expression reads (the others are not computed).
     needs: Needs,
 }
@@ -593,6 +595,9 @@ impl Policy {
             });
         }
 
+        if let Err(m) = parsed.monitors.check() {
+            c.err(0, "invalid", format!("[monitors] {m}"));
+        }
         if !c.errors.is_empty() {
             c.errors.sort_by_key(|e| (e.line, e.column));
             c.errors.dedup();
@@ -620,6 +625,7 @@ impl Policy {
                 lanes,
             },
             exceptions,
+            monitors: parsed.monitors,
             needs: Needs::from_reads(c.reads.iter().map(String::as_str)),
         })
     }

@@ -28,6 +28,9 @@ pub struct PolicyFile {
     /// The reason-code catalogue: human text per reason code.
     #[serde(default)]
     pub exceptions: BTreeMap<Spanned<String>, ExceptionDef>,
+    /// Thresholds of the scheduled monitors (queue aging, stalled records, retention).
+    #[serde(default)]
+    pub monitors: dispatch_core::monitor::Thresholds,
 }
 
 #[derive(Debug, Deserialize)]

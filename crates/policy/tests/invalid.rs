@@ -152,3 +152,17 @@ fn structure_errors() {
     );
     assert_eq!(e.line, line);
 }
+
+#[test]
+fn monitor_thresholds_are_read_and_an_unknown_state_is_refused() {
+    let p = Policy::compile(DEFAULT_POLICY, "default.toml", Some(&["AMS".into()])).unwrap();
+    assert_eq!(p.monitors, dispatch_core::monitor::Thresholds::default(), "defaults without [monitors]");
+    let src =
+        format!("{DEFAULT_POLICY}\n[monitors]\nbooking_within_minutes = 45\nqueue_age_minutes = {{ on_hold = 60 }}\n");
+    let p = Policy::compile(&src, "p.toml", Some(&["AMS".into(), "DUS".into(), "MAN".into()])).unwrap();
+    assert_eq!(p.monitors.booking_within_minutes, 45);
+    assert_eq!(p.monitors.queue_age(dispatch_core::OrderState::OnHold), Some(chrono::Duration::minutes(60)));
+    let bad = format!("{DEFAULT_POLICY}\n[monitors]\nqueue_age_minutes = {{ waiting = 60 }}\n");
+    let e = one(&bad, "invalid");
+    assert!(e.message.contains("waiting"), "{e:?}");
+}

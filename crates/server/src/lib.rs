@@ -55,6 +55,9 @@ pub struct AppState {
     pub odoo: std::sync::OnceLock<Arc<dispatch_odoo::Connector>>,
     /// The active late-departure risk model (cached by version).
     pub intel: Arc<intel::ActiveModel>,
+    /// The master key ring that seals webhook signing secrets; `None` when no key is
+    /// configured (then endpoints cannot be created: a 503 says how to set one).
+    pub vault: Option<Arc<dispatch_integrations::Vault>>,
 }
 
 impl AppState {
@@ -119,7 +122,20 @@ impl AppState {
             carriers,
             odoo: std::sync::OnceLock::new(),
             intel: Arc::default(),
+            vault: load_vault(),
         })
+    }
+}
+
+/// The vault from `DISPATCHD_MASTER_KEY` / `DISPATCHD_MASTER_KEY_FILE`. A malformed key is
+/// logged (never its value) and treated as absent.
+pub fn load_vault() -> Option<Arc<dispatch_integrations::Vault>> {
+    match dispatch_integrations::Vault::from_env() {
+        Ok(v) => v.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "master key unusable: webhook endpoints cannot be created");
+            None
+        }
     }
 }
 

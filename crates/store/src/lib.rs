@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{DomainError, Event, EventData, HoldReason, Order, OrderState};
 use serde::{Deserialize, Serialize};
 
+mod outbound_rows;
 pub mod postgres;
 mod schedule_rows;
 pub mod security;
@@ -21,6 +22,7 @@ pub mod testing;
 mod time;
 mod write;
 
+pub use outbound_rows::{EndpointSecret, NewJob, NotificationRecord, WebhookEndpointRow};
 pub use postgres::{PgOptions, PgStore};
 pub use security::{AuditQuery, SealedSecret, SecurityStore, SessionRecord, UserRecord};
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -438,6 +440,55 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     async fn activate_model(&self, version: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// The active model and its artifact.
     async fn active_model(&self) -> Result<Option<(ModelRow, Vec<u8>)>, StoreError>;
+    // Outbound webhooks and notifications (issue 8).
+    /// Puts jobs in the outbox outside an order write; a dedupe key already there is skipped.
+    /// Returns how many were added.
+    async fn enqueue_jobs(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn insert_webhook_endpoint(&self, e: &WebhookEndpointRow) -> Result<(), StoreError>;
+    /// Every endpoint, oldest first.
+    async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpointRow>, StoreError>;
+    async fn webhook_endpoint(&self, id: &str) -> Result<Option<WebhookEndpointRow>, StoreError>;
+    /// Replaces the sealed signing secrets (rotation); `false` when there is no such endpoint.
+    async fn set_webhook_secrets(
+        &self,
+        id: &str,
+        secrets: &[EndpointSecret],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `active` (clears the failure clock) or `disabled` with the reason.
+    async fn set_webhook_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn delete_webhook_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records a delivery's outcome: a success clears `failing_since`, a failure starts it
+    /// when it is not running. The endpoint after the change.
+    async fn record_webhook_result(
+        &self,
+        id: &str,
+        ok: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebhookEndpointRow>, StoreError>;
+    /// Records a notification; `None` when one with its dedupe key exists already.
+    async fn insert_notification(&self, n: &NotificationRecord) -> Result<Option<i64>, StoreError>;
+    async fn update_notification(
+        &self,
+        id: i64,
+        status: &str,
+        attempts: i64,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// An order's notifications, oldest first.
+    async fn notifications(&self, order_id: &str) -> Result<Vec<NotificationRecord>, StoreError>;
+    /// When the last (not suppressed) notification of `kind` about this order was recorded.
+    async fn last_notification_at(&self, order_id: &str, kind: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Data retention: deletes finished jobs, finished schedule runs, idempotency answers and
+    /// settled notifications older than `before` (never events or orders). Rows deleted.
+    async fn purge_operational(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Cheap check that the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

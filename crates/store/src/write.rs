@@ -128,7 +128,7 @@ pub async fn write_one<T: WriteTx>(
         events.push(ev);
     }
     let order = state.ok_or(DomainError::NotFound)?;
-    let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order) };
+    let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order, &events) };
     tx.persist(Plan {
         events: &events,
         order: (!events.is_empty()).then_some(&order),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use dispatch_core::access::Permission;
 
 use crate::AppState;
@@ -18,6 +18,7 @@ pub mod orders;
 pub mod policy;
 pub mod schedules;
 pub mod system;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,27 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/orders/{id}/risk", Requires(ReadOrders), get(insights::order_risk)),
         r(Method::GET, "/api/v1/insights/hotspots", Requires(ReadOrders), get(insights::list_hotspots)),
         r(Method::GET, "/api/v1/insights/anomalies", Requires(ReadOrders), get(insights::list_anomalies)),
+        r(Method::POST, "/api/v1/webhook-endpoints", Requires(ManageWebhooks), post(webhook_endpoints::create)),
+        r(Method::GET, "/api/v1/webhook-endpoints", Requires(ReadConfig), get(webhook_endpoints::list)),
+        r(Method::GET, "/api/v1/webhook-endpoints/{id}", Requires(ReadConfig), get(webhook_endpoints::get_one)),
+        r(
+            Method::DELETE,
+            "/api/v1/webhook-endpoints/{id}",
+            Requires(ManageWebhooks),
+            delete(webhook_endpoints::delete),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/webhook-endpoints/{id}/rotate-secret",
+            Requires(ManageWebhooks),
+            post(webhook_endpoints::rotate_secret),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/webhook-endpoints/{id}/enable",
+            Requires(ManageWebhooks),
+            post(webhook_endpoints::enable),
+        ),
     ]
 }
 

@@ -106,6 +106,47 @@ pub struct TimelineEntry {
 pub struct Timeline {
     pub order_id: String,
     pub items: Vec<TimelineEntry>,
+    /// Every notice about the order (customer or internal) with its delivery status, oldest
+    /// first.
+    pub notifications: Vec<NotificationView>,
+}
+
+/// A notification as the timeline shows it.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationView {
+    pub id: i64,
+    /// `dispatch_confirmation`, `delay_notice`, `proof_of_dispatch`, `proof_of_delivery`,
+    /// `exception_alert`.
+    pub kind: String,
+    /// `email` or `webhook`.
+    pub channel: String,
+    pub recipient: String,
+    pub locale: String,
+    pub subject: String,
+    /// `queued`, `sent`, `retrying`, `failed` or `suppressed` (with the reason in `last_error`).
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<dispatch_store::NotificationRecord> for NotificationView {
+    fn from(n: dispatch_store::NotificationRecord) -> Self {
+        NotificationView {
+            id: n.id,
+            kind: n.kind,
+            channel: n.channel,
+            recipient: n.recipient,
+            locale: n.locale,
+            subject: n.subject,
+            status: n.status,
+            attempts: n.attempts,
+            last_error: n.last_error,
+            created_at: n.created_at,
+            updated_at: n.updated_at,
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -381,7 +422,8 @@ pub async fn timeline(
         .into_iter()
         .map(|event| TimelineEntry { summary: dispatch_core::event::summary(&event.data), event })
         .collect();
-    Ok(axum::Json(Timeline { order_id: id, items }))
+    let notifications = app.store.notifications(&id).await?.into_iter().map(NotificationView::from).collect();
+    Ok(axum::Json(Timeline { order_id: id, items, notifications }))
 }
 
 /// Cancel an order (not once it has left the warehouse).

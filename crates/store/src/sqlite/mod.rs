@@ -22,6 +22,7 @@ use crate::{
 };
 
 mod intel;
+mod outbound;
 mod security;
 mod writer;
 
@@ -682,6 +683,73 @@ impl Store for SqliteStore {
 
     async fn active_model(&self) -> Result<Option<(crate::ModelRow, Vec<u8>)>, StoreError> {
         intel::active_model(&self.pool).await
+    }
+
+    async fn enqueue_jobs(&self, jobs: &[crate::NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = outbound::enqueue_jobs(&self.pool, jobs, now).await?;
+        if n > 0 {
+            self.jobs.notify_waiters();
+        }
+        Ok(n)
+    }
+    async fn insert_webhook_endpoint(&self, e: &crate::WebhookEndpointRow) -> Result<(), StoreError> {
+        outbound::insert_endpoint(&self.pool, e).await
+    }
+    async fn webhook_endpoints(&self) -> Result<Vec<crate::WebhookEndpointRow>, StoreError> {
+        outbound::endpoints(&self.pool).await
+    }
+    async fn webhook_endpoint(&self, id: &str) -> Result<Option<crate::WebhookEndpointRow>, StoreError> {
+        outbound::endpoint(&self.pool, id).await
+    }
+    async fn set_webhook_secrets(
+        &self,
+        id: &str,
+        secrets: &[crate::EndpointSecret],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        outbound::set_secrets(&self.pool, id, secrets, now).await
+    }
+    async fn set_webhook_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        outbound::set_status(&self.pool, id, status, reason, now).await
+    }
+    async fn delete_webhook_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        outbound::delete_endpoint(&self.pool, id).await
+    }
+    async fn record_webhook_result(
+        &self,
+        id: &str,
+        ok: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::WebhookEndpointRow>, StoreError> {
+        outbound::record_result(&self.pool, id, ok, now).await
+    }
+    async fn insert_notification(&self, n: &crate::NotificationRecord) -> Result<Option<i64>, StoreError> {
+        outbound::insert_notification(&self.pool, n).await
+    }
+    async fn update_notification(
+        &self,
+        id: i64,
+        status: &str,
+        attempts: i64,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        outbound::update_notification(&self.pool, id, status, attempts, error, now).await
+    }
+    async fn notifications(&self, order_id: &str) -> Result<Vec<crate::NotificationRecord>, StoreError> {
+        outbound::notifications(&self.pool, order_id).await
+    }
+    async fn last_notification_at(&self, order_id: &str, kind: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        outbound::last_notification_at(&self.pool, order_id, kind).await
+    }
+    async fn purge_operational(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        outbound::purge(&self.pool, before).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -506,7 +506,7 @@ async fn write_one(
     };
 
     if appended > 0 {
-        for f in follow_ups(before.as_ref(), &outcome.order) {
+        for f in follow_ups(before.as_ref(), &outcome.order, &stored) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
         staged.roles.extend(std::iter::repeat_n(w.meta.roles.clone(), stored.len()));
