@@ -24,8 +24,21 @@ pub const ODOO_WRITEBACK: &str = "odoo_writeback";
 /// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
 pub const ODOO_SOURCE: &str = "odoo";
 
+/// Which optional follow-ups this deployment wants. Write-back jobs are enqueued only when a
+/// connector will take them, so an integration that is not configured never fills the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FollowUpConfig {
+    /// `[odoo]` is configured: write state, tracking and notes back to Odoo pickings.
+    pub odoo_writeback: bool,
+}
+
 /// What must happen because `before` became `after` through `events`.
-pub fn follow_ups(before: Option<&Order>, after: &Order, events: &[crate::Event]) -> Vec<FollowUp> {
+pub fn follow_ups(
+    before: Option<&Order>,
+    after: &Order,
+    events: &[crate::Event],
+    cfg: FollowUpConfig,
+) -> Vec<FollowUp> {
     let mut out = Vec::new();
     // Every outbound message is written with the events that caused it (at-least-once: the
     // publisher fans it out later, even after a crash).
@@ -46,7 +59,7 @@ pub fn follow_ups(before: Option<&Order>, after: &Order, events: &[crate::Event]
             payload: json!({"order_id": after.id, "release_version": after.version}),
         });
     }
-    if after.facts.source == ODOO_SOURCE {
+    if cfg.odoo_writeback && after.facts.source == ODOO_SOURCE {
         let state_changed = before.map(|b| b.state) != Some(after.state);
         let holds_changed = before.is_some_and(|b| b.hold_reasons != after.hold_reasons);
         let booked = after.shipment.is_some() && before.is_none_or(|b| b.shipment.is_none());
@@ -80,6 +93,8 @@ pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true };
+
     fn order(state: OrderState, version: u64) -> Order {
         let facts = crate::readiness::tests::facts();
         let at = crate::readiness::tests::now();
@@ -104,28 +119,30 @@ mod tests {
     fn odoo_orders_are_written_back_on_every_state_change() {
         let mut held = order(OrderState::OnHold, 2);
         held.hold_reasons = vec![crate::HoldReason::StockShort];
-        let f = follow_ups(None, &held, &[]);
+        let f = follow_ups(None, &held, &[], ODOO);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, ODOO_WRITEBACK);
         assert_eq!(f[0].dedupe_key, "odoo_writeback:ord_1:2");
         assert_eq!(f[0].payload["hold_reasons"][0], "stock_short");
-        assert!(follow_ups(Some(&held), &held.clone(), &[]).is_empty(), "nothing changed: nothing to write");
+        assert!(follow_ups(Some(&held), &held.clone(), &[], ODOO).is_empty(), "nothing changed: nothing to write");
         let released = order(OrderState::Released, 4);
-        let kinds: Vec<_> = follow_ups(Some(&held), &released, &[]).iter().map(|f| f.kind).collect();
+        let kinds: Vec<_> = follow_ups(Some(&held), &released, &[], ODOO).iter().map(|f| f.kind).collect();
         assert_eq!(kinds, vec![BOOK_SHIPMENT, ODOO_WRITEBACK]);
         let mut api = order(OrderState::OnHold, 2);
         api.facts.source = "api".into();
-        assert!(follow_ups(None, &api, &[]).is_empty(), "only Odoo pickings are written back");
+        assert!(follow_ups(None, &api, &[], ODOO).is_empty(), "only Odoo pickings are written back");
+        let unconfigured = follow_ups(None, &held, &[], FollowUpConfig::default());
+        assert!(!unconfigured.iter().any(|f| f.kind == ODOO_WRITEBACK), "no write-back without a connector");
     }
 
     #[test]
     fn release_enqueues_one_booking() {
-        let mut f = follow_ups(None, &order(OrderState::Released, 2), &[]);
+        let mut f = follow_ups(None, &order(OrderState::Released, 2), &[], ODOO);
         f.retain(|j| j.kind == BOOK_SHIPMENT);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedupe_key, "book_shipment:ord_1:2");
         let books =
-            |b: Option<&Order>, a: &Order| follow_ups(b, a, &[]).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
+            |b: Option<&Order>, a: &Order| follow_ups(b, a, &[], ODOO).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
         assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
         assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
         assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);

@@ -22,6 +22,8 @@ use crate::scheduler::{Heartbeat, ReevaluateOpen, RefreshPriorities, ScheduleCon
 use crate::workers::BookingWorker;
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    // Write-back jobs only when a connector will take them.
+    let follow_ups = dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some() };
     match cfg.database()? {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -30,13 +32,16 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             }
             let mut opts = SqliteOptions::new(&path);
             opts.durability = cfg.durability;
+            opts.follow_ups = follow_ups;
             let store =
                 SqliteStore::open(opts).await.with_context(|| format!("cannot open database {}", path.display()))?;
             Ok(Arc::new(store))
         }
         Database::Postgres(url) => {
             let shown = Database::Postgres(url.clone()).to_string();
-            let store = PgStore::open(PgOptions::new(url))
+            let mut opts = PgOptions::new(url);
+            opts.follow_ups = follow_ups;
+            let store = PgStore::open(opts)
                 .await
                 .with_context(|| format!("cannot open database {shown}; is PostgreSQL running and the URL right?"))?;
             Ok(Arc::new(store))

@@ -47,9 +47,22 @@ impl Location {
     }
 
     pub async fn open(&self) -> Arc<dyn Store> {
+        self.open_with(Default::default()).await
+    }
+
+    /// Opens the store with these optional follow-ups (e.g. Odoo write-back jobs) enabled.
+    pub async fn open_with(&self, follow_ups: dispatch_core::effects::FollowUpConfig) -> Arc<dyn Store> {
         match self {
-            Location::Sqlite(p) => Arc::new(SqliteStore::open(SqliteOptions::new(p)).await.expect("open SQLite")),
-            Location::Postgres(url) => Arc::new(PgStore::open(PgOptions::new(url)).await.expect("open PostgreSQL")),
+            Location::Sqlite(p) => {
+                let mut o = SqliteOptions::new(p);
+                o.follow_ups = follow_ups;
+                Arc::new(SqliteStore::open(o).await.expect("open SQLite"))
+            }
+            Location::Postgres(url) => {
+                let mut o = PgOptions::new(url);
+                o.follow_ups = follow_ups;
+                Arc::new(PgStore::open(o).await.expect("open PostgreSQL"))
+            }
         }
     }
 

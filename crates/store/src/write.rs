@@ -63,9 +63,17 @@ pub trait WriteTx {
 /// batch must see them although they are not committed yet.
 #[derive(Default)]
 pub struct BatchView {
+    /// Which optional follow-ups to enqueue (set by the writer from its options).
+    pub(crate) follow_ups: dispatch_core::effects::FollowUpConfig,
     orders: HashMap<String, Order>,
     keys: HashMap<(String, String), String>,
     idempotency: HashMap<(String, String), (String, String)>,
+}
+
+impl BatchView {
+    pub fn with_follow_ups(follow_ups: dispatch_core::effects::FollowUpConfig) -> Self {
+        BatchView { follow_ups, ..BatchView::default() }
+    }
 }
 
 fn new_order_id() -> String {
@@ -128,7 +136,7 @@ pub async fn write_one<T: WriteTx>(
         events.push(ev);
     }
     let order = state.ok_or(DomainError::NotFound)?;
-    let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order, &events) };
+    let jobs = if events.is_empty() { vec![] } else { follow_ups(current.as_ref(), &order, &events, view.follow_ups) };
     tx.persist(Plan {
         events: &events,
         order: (!events.is_empty()).then_some(&order),

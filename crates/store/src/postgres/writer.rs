@@ -20,6 +20,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
+    follow_ups: dispatch_core::effects::FollowUpConfig,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     loop {
@@ -35,7 +36,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch)).await {
+        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups).await {
             jobs.notify_waiters();
         }
         if shutdown {
@@ -53,9 +54,10 @@ fn retryable(e: &sqlx::Error) -> bool {
 async fn attempt(
     conn: &mut PgConnection,
     batch: &[Pending],
+    follow_ups: dispatch_core::effects::FollowUpConfig,
 ) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let mut view = BatchView::default();
+    let mut view = BatchView::with_follow_ups(follow_ups);
     let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new() };
     let mut results = Vec::with_capacity(batch.len());
     let mut inbound_seen = std::collections::HashSet::new();
@@ -90,10 +92,10 @@ async fn attempt(
     Ok((results, enqueued))
 }
 
-async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>) -> bool {
+async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>, follow_ups: dispatch_core::effects::FollowUpConfig) -> bool {
     let mut last_error = None;
     for n in 0..ATTEMPTS {
-        match attempt(conn, &batch).await {
+        match attempt(conn, &batch, follow_ups).await {
             Ok((results, enqueued)) => {
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.reply.send(r);

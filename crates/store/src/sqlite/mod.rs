@@ -42,11 +42,19 @@ pub struct SqliteOptions {
     pub read_connections: u32,
     /// Most writes grouped into one transaction.
     pub max_batch: usize,
+    /// Optional follow-up jobs (integration write-backs) this deployment wants.
+    pub follow_ups: dispatch_core::effects::FollowUpConfig,
 }
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), durability: Durability::Full, read_connections: 4, max_batch: 256 }
+        SqliteOptions {
+            path: path.into(),
+            durability: Durability::Full,
+            read_connections: 4,
+            max_batch: 256,
+            follow_ups: Default::default(),
+        }
     }
 }
 
@@ -120,7 +128,7 @@ impl SqliteStore {
         });
         let (tx, rx) = mpsc::channel(8192);
         let jobs = Arc::new(Notify::new());
-        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone()));
+        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups));
         Ok(SqliteStore {
             pool,
             jobs,

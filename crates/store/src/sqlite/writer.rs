@@ -30,6 +30,7 @@ struct BatchView {
     idempotency: HashMap<(String, String), (String, String)>,
     /// Inbound event ids recorded before this batch, or by an earlier write of it.
     inbound_seen: HashSet<(String, String)>,
+    follow_ups: dispatch_core::effects::FollowUpConfig,
 }
 
 /// Rows the batch will write, in order.
@@ -123,6 +124,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
+    follow_ups: dispatch_core::effects::FollowUpConfig,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut committed = Committed::default();
@@ -140,7 +142,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed).await {
+        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, follow_ups).await {
             // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
             jobs.notify_waiters();
         }
@@ -164,9 +166,14 @@ pub(crate) async fn run(
 }
 
 /// Commits one batch and answers its callers; `true` when it enqueued follow-up jobs.
-async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Pending>, committed: &mut Committed) -> bool {
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: Vec<Pending>,
+    committed: &mut Committed,
+    follow_ups: dispatch_core::effects::FollowUpConfig,
+) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
-    let mut view = BatchView::default();
+    let mut view = BatchView { follow_ups, ..BatchView::default() };
     let mut enqueued = false;
     let seen: &mut Committed = committed;
     let result: Result<(), sqlx::Error> = async {
@@ -506,7 +513,7 @@ async fn write_one(
     };
 
     if appended > 0 {
-        for f in follow_ups(before.as_ref(), &outcome.order, &stored) {
+        for f in follow_ups(before.as_ref(), &outcome.order, &stored, view.follow_ups) {
             staged.jobs.push((f.kind, order_id.clone(), f.dedupe_key, f.payload.to_string(), to_micros(at)));
         }
         staged.roles.extend(std::iter::repeat_n(w.meta.roles.clone(), stored.len()));
