@@ -16,6 +16,8 @@ pub struct FollowUp {
 }
 
 pub const BOOK_SHIPMENT: &str = "book_shipment";
+/// Creates the backorder remainder of an approved partial shipment.
+pub const CREATE_REMAINDER: &str = "create_remainder";
 
 /// What must happen because `before` became `after`.
 pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
@@ -28,6 +30,22 @@ pub fn follow_ups(before: Option<&Order>, after: &Order) -> Vec<FollowUp> {
             kind: BOOK_SHIPMENT,
             dedupe_key: format!("{BOOK_SHIPMENT}:{}:{}", after.id, after.version),
             payload: json!({"order_id": after.id, "release_version": after.version}),
+        });
+    }
+    let known = before.map_or(0, |b| b.remainders.len());
+    for r in after.remainders.iter().skip(known) {
+        let mut facts = after.facts.clone();
+        facts.external_id = r.external_id.clone();
+        facts.lines = r.lines.clone();
+        let link = crate::approval::SplitLink {
+            order_id: after.id.clone(),
+            external_id: after.facts.external_id.clone(),
+            approval_id: r.approval_id.clone(),
+        };
+        out.push(FollowUp {
+            kind: CREATE_REMAINDER,
+            dedupe_key: format!("{CREATE_REMAINDER}:{}:{}", after.id, r.external_id),
+            payload: json!({"order_id": after.id, "facts": facts, "link": link}),
         });
     }
     out
@@ -54,6 +72,11 @@ mod tests {
             created_at: at,
             updated_at: at,
             state_since: at,
+            approvals: vec![],
+            waived: vec![],
+            split_from: None,
+            remainders: vec![],
+            booking_override: None,
         }
     }
 
