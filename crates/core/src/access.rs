@@ -22,6 +22,12 @@ pub enum Permission {
     ReplayPolicy,
     /// Send failed integration jobs (dead letters) for another attempt: a manual touch.
     ReprocessDeadLetters,
+    /// Put an exception of an order up for approval.
+    RequestApprovals,
+    /// See approval requests and inboxes.
+    ReadApprovals,
+    /// Record approve/reject decisions (each step also checks the step's own role).
+    DecideApprovals,
 }
 
 impl Permission {
@@ -33,6 +39,9 @@ impl Permission {
         Permission::WritePolicy,
         Permission::ReplayPolicy,
         Permission::ReprocessDeadLetters,
+        Permission::RequestApprovals,
+        Permission::ReadApprovals,
+        Permission::DecideApprovals,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +53,9 @@ impl Permission {
             Permission::WritePolicy => "write_policy",
             Permission::ReplayPolicy => "replay_policy",
             Permission::ReprocessDeadLetters => "reprocess_dead_letters",
+            Permission::RequestApprovals => "request_approvals",
+            Permission::ReadApprovals => "read_approvals",
+            Permission::DecideApprovals => "decide_approvals",
         }
     }
 }
@@ -63,6 +75,15 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         // A replay changes nothing; those who shape or audit policy may run one.
         ReplayPolicy => matches!(role, OpsManager | Admin | Supervisor | Auditor),
         ReprocessDeadLetters => matches!(role, Supervisor | OpsManager | Admin),
+        // Whoever works an exception may ask; machines too (recommendations, ERP rules).
+        RequestApprovals => {
+            matches!(role, Dispatcher | WarehouseLead | Supervisor | AccountOwner | OpsManager | Admin | Integration)
+        }
+        ReadApprovals => true,
+        // Approvers only; which step a person may decide is checked against the step's roles.
+        DecideApprovals => {
+            matches!(role, WarehouseLead | Supervisor | Finance | Compliance | AccountOwner | OpsManager | Admin)
+        }
     }
 }
 
@@ -88,6 +109,19 @@ mod tests {
             assert_eq!(may, matches!(r, Role::Supervisor | Role::OpsManager | Role::Admin), "{r}");
         }
         assert!(!allows(&[], Permission::ReadOrders));
+    }
+
+    #[test]
+    fn approvers_decide_machines_and_auditors_do_not() {
+        for r in [Role::Finance, Role::Compliance, Role::Supervisor, Role::WarehouseLead, Role::AccountOwner] {
+            assert!(role_allows(r, Permission::DecideApprovals), "{r}");
+        }
+        for r in [Role::Dispatcher, Role::Auditor, Role::Integration] {
+            assert!(!role_allows(r, Permission::DecideApprovals), "{r}");
+        }
+        assert!(role_allows(Role::Auditor, Permission::ReadApprovals));
+        assert!(!role_allows(Role::Auditor, Permission::RequestApprovals));
+        assert!(!role_allows(Role::Finance, Permission::RequestApprovals));
     }
 
     #[test]
