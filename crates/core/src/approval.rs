@@ -195,6 +195,21 @@ impl Step {
         r
     }
 
+    /// Roles whose decision the step still waits for: any of them (any-of), each of the
+    /// missing ones (all-of), plus the escalation roles once escalated.
+    pub fn waiting_for(&self) -> Vec<Role> {
+        match self.spec.mode {
+            StepMode::AnyOf => self.eligible_roles(),
+            StepMode::AllOf => {
+                let mut r = self.open_roles();
+                if self.escalated_at.is_some() {
+                    r.extend(self.spec.escalate_to.iter().filter(|x| !r.contains(x)).copied().collect::<Vec<_>>());
+                }
+                r
+            }
+        }
+    }
+
     /// Roles of an all-of step still waiting for their approval.
     fn open_roles(&self) -> Vec<Role> {
         match self.spec.mode {

@@ -981,6 +981,92 @@ mod tests {
         assert!(decide(Some(&in_state(OrderState::Booked)), Command::Reevaluate, &ctx).is_err());
     }
 
+    fn ask(kind: &str) -> Command {
+        let mut draft = ApprovalDraft {
+            kind: kind.into(),
+            reason: Some("deadline".into()),
+            amount: None,
+            currency: None,
+            cost_center: None,
+            lines: vec![],
+            carrier: None,
+            service: None,
+        };
+        if kind == "partial_shipment" {
+            draft.lines = vec![approval::SplitLine { sku: facts().lines[0].sku.clone(), qty: 1 }];
+        }
+        Command::RequestApproval {
+            draft: Box::new(draft),
+            requester: "token:ann".into(),
+            roles: vec![Role::Dispatcher],
+        }
+    }
+
+    fn verdict(id: &str, actor: &str, roles: &[Role], v: Verdict) -> Command {
+        Command::DecideApproval {
+            approval_id: id.into(),
+            actor: actor.into(),
+            roles: roles.to_vec(),
+            verdict: v,
+            comment: Some("ok".into()),
+            expected_version: None,
+        }
+    }
+
+    fn credit_held() -> Order {
+        let mut f = facts();
+        f.customer.credit_status = crate::CreditStatus::Hold;
+        run(None, upsert(f)).unwrap()
+    }
+
+    #[test]
+    fn an_approved_request_waives_its_reason_and_releases() {
+        let held = credit_held();
+        let waiting = run(Some(held), ask("credit_hold_release")).unwrap();
+        assert_eq!(waiting.state, OrderState::AwaitingApproval);
+        let id = waiting.approvals[0].id.clone();
+        assert_eq!(id, "apr_1_1");
+        // Re-evaluating while it waits changes nothing.
+        let w = whs();
+        assert_eq!(decide(Some(&waiting), Command::Reevaluate, &Ctx::new(now(), &w)), Ok(vec![]));
+        let own = run(Some(waiting.clone()), verdict(&id, "token:ann", &[Role::Supervisor], Verdict::Approve));
+        assert!(matches!(own, Err(DomainError::Approval(ApprovalError::Forbidden(_)))));
+        let done = run(Some(waiting), verdict(&id, "token:sam", &[Role::Supervisor], Verdict::Approve)).unwrap();
+        assert_eq!(done.state, OrderState::Released);
+        assert_eq!(done.hold_reasons, vec![HoldReason::CreditHold]);
+        assert_eq!(done.waived, vec![HoldReason::CreditHold]);
+        assert_eq!(done.approvals[0].status, ApprovalStatus::Approved);
+    }
+
+    #[test]
+    fn a_rejection_keeps_the_order_held_and_cancel_closes_requests() {
+        let waiting = run(Some(credit_held()), ask("credit_hold_release")).unwrap();
+        let rejected =
+            run(Some(waiting.clone()), verdict("apr_1_1", "token:sam", &[Role::Supervisor], Verdict::Reject)).unwrap();
+        assert_eq!((rejected.state, rejected.approvals[0].status), (OrderState::OnHold, ApprovalStatus::Rejected));
+        let cancelled = run(Some(waiting), Command::Cancel { reason: None, expected_version: None }).unwrap();
+        assert_eq!(
+            (cancelled.state, cancelled.approvals[0].status),
+            (OrderState::Cancelled, ApprovalStatus::Cancelled)
+        );
+        assert!(run(Some(in_state(OrderState::Booked)), ask("credit_hold_release")).is_err());
+    }
+
+    #[test]
+    fn an_approved_partial_shipment_splits_the_order() {
+        let mut f = facts();
+        f.lines[0].qty_allocated = 1;
+        let held = run(None, upsert(f.clone())).unwrap();
+        let waiting = run(Some(held), ask("partial_shipment")).unwrap();
+        let done = run(Some(waiting), verdict("apr_1_1", "token:sam", &[Role::Supervisor], Verdict::Approve)).unwrap();
+        assert_eq!(done.state, OrderState::Released);
+        assert_eq!((done.facts.lines[0].qty, done.facts.lines[0].qty_allocated), (1, 1));
+        assert_eq!(done.remainders[0].external_id, format!("{}-BO1", f.external_id));
+        assert_eq!(done.remainders[0].lines[0].qty, f.lines[0].qty - 1);
+        let jobs = crate::effects::follow_ups(None, &done);
+        assert!(jobs.iter().any(|j| j.kind == crate::effects::CREATE_REMAINDER));
+    }
+
     #[test]
     fn apply_refuses_impossible_streams() {
         let o = released();

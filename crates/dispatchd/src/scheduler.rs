@@ -34,6 +34,7 @@ pub fn default_schedules() -> Vec<ScheduleConfig> {
             cadence: "every 5m".into(),
             action: "reevaluate_open".into(),
         },
+        ScheduleConfig { name: "approvals-sweep".into(), cadence: "every 1m".into(), action: "approvals_sweep".into() },
     ]
 }
 
@@ -84,6 +85,20 @@ impl ScheduledAction for RefreshPriorities {
     async fn run(&self) -> Result<String, String> {
         let pass = dispatch_server::policy::refresh_priorities(&self.app).await.map_err(|e| e.to_string())?;
         Ok(format!("{} priorities checked, {} changed", pass.checked, pass.changed))
+    }
+}
+
+/// Escalates approval steps past their SLA and expires requests past their deadline, at the
+/// injected clock's time (the due times are stored with the orders: durable across restarts).
+pub struct ApprovalsSweep {
+    pub app: Arc<AppState>,
+}
+
+#[async_trait]
+impl ScheduledAction for ApprovalsSweep {
+    async fn run(&self) -> Result<String, String> {
+        let s = dispatch_server::approvals::sweep(&self.app, "system:scheduler").await.map_err(|e| e.to_string())?;
+        Ok(format!("{} approval steps escalated, {} requests expired", s.escalated, s.expired))
     }
 }
 

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
+use crate::routes::{approvals, dead_letters, orders, policy, schedules, system, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
         dead_letters::list, dead_letters::retry, webhooks::carrier,
+        approvals::request, approvals::list, approvals::get_one, approvals::decide,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -25,12 +26,15 @@ use crate::routes::{dead_letters, orders, policy, schedules, system, webhooks};
         dispatch_policy::ReplayReport,
         dead_letters::DeadLetterList, dead_letters::DeadLetterView, dead_letters::RetryAccepted,
         webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
+        approvals::ApprovalView, approvals::ApprovalList, approvals::DecisionRequest, approvals::OrderRef,
+        dispatch_core::approval::ApprovalDraft, dispatch_core::approval::ApprovalRequest,
     )),
     modifiers(&Bearer),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
+         (name = "approvals", description = "Approval workflows for dispatch exceptions: request, inbox, decide"),
          (name = "system", description = "Probes, metrics, this document")),
 )]
 pub struct ApiDoc;
