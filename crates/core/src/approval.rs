@@ -417,13 +417,8 @@ pub fn validate_draft(d: &ApprovalDraft, facts: &OrderFacts) -> Vec<FieldError> 
                 e.append(&mut x);
             }
         }
-        Some(ApprovalKind::RouteOverride) => {
-            if d.carrier.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                e.push(FieldError::new(
-                    "carrier",
-                    "is required for a route override: the carrier to book with instead",
-                ));
-            }
+        Some(ApprovalKind::RouteOverride) if d.carrier.as_deref().is_none_or(|c| c.trim().is_empty()) => {
+            e.push(FieldError::new("carrier", "is required for a route override: the carrier to book with instead"));
         }
         Some(ApprovalKind::ExpeditedFreight) => match d.service {
             None => e.push(FieldError::new(

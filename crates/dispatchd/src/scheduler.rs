@@ -396,9 +396,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::fresh(dir.path()).await;
         let whs = || {
-            let list: Vec<Warehouse> = serde_json::from_value(serde_json::json!([{"code": "AMS", "name": "Amsterdam DC",
+            let list: Vec<Warehouse> =
+                serde_json::from_value(serde_json::json!([{"code": "AMS", "name": "Amsterdam DC",
                 "country": "NL", "timezone": "Europe/Amsterdam", "cutoffs": {"next_day": "17:00"}}]))
-            .unwrap();
+                .unwrap();
             Warehouses::new(list).unwrap()
         };
         // 17:30 in Amsterdam: past the next-day cut-off.
@@ -438,7 +439,11 @@ mod tests {
             carrier: None,
             service: Some(dispatch_core::ServiceLevel::SameDay),
         };
-        let cmd = Command::RequestApproval { draft: Box::new(draft), requester: "token:disp".into(), roles: vec![Role::Dispatcher] };
+        let cmd = Command::RequestApproval {
+            draft: Box::new(draft),
+            requester: "token:disp".into(),
+            roles: vec![Role::Dispatcher],
+        };
         let o = app.store.execute(write(Target::Id(o.id.clone()), cmd)).await.unwrap().order;
         assert_eq!(o.approvals[0].status, ApprovalStatus::Pending);
         app.store.close().await;

@@ -239,7 +239,7 @@ async fn expedited_freight_needs_reason_cost_center_and_another_supervisor() {
     let (s, p) = problem(decide(&app, &aid, "approve", None, &sup_a).await).await;
     assert_eq!(s, 403);
     assert!(p["detail"].as_str().unwrap().contains("segregation of duties"), "{p}");
-    let inbox = app.get(&format!("/api/v1/approvals?inbox=me"), &sup_b).await.json::<Value>().await.unwrap();
+    let inbox = app.get("/api/v1/approvals?inbox=me", &sup_b).await.json::<Value>().await.unwrap();
     assert_eq!(inbox["items"][0]["id"], aid.as_str());
     let mine = app.get("/api/v1/approvals?inbox=me", &sup_a).await.json::<Value>().await.unwrap();
     assert_eq!(mine["items"], json!([]));
