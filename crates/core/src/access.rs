@@ -28,6 +28,12 @@ pub enum Permission {
     ManageIdentities,
     /// Subscribe, unsubscribe and rotate outbound webhook endpoints (they receive order data).
     ManageWebhooks,
+    /// Put an exception of an order up for approval.
+    RequestApprovals,
+    /// See approval requests and inboxes.
+    ReadApprovals,
+    /// Record approve/reject decisions (each step also checks the step's own role).
+    DecideApprovals,
 }
 
 impl Permission {
@@ -42,6 +48,9 @@ impl Permission {
         Permission::ReadAudit,
         Permission::ManageIdentities,
         Permission::ManageWebhooks,
+        Permission::RequestApprovals,
+        Permission::ReadApprovals,
+        Permission::DecideApprovals,
     ];
 
     pub fn code(self) -> &'static str {
@@ -56,6 +65,9 @@ impl Permission {
             Permission::ReadAudit => "read_audit",
             Permission::ManageIdentities => "manage_identities",
             Permission::ManageWebhooks => "manage_webhooks",
+            Permission::RequestApprovals => "request_approvals",
+            Permission::ReadApprovals => "read_approvals",
+            Permission::DecideApprovals => "decide_approvals",
         }
     }
 }
@@ -83,6 +95,15 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         // Subscriptions send order data out: operations management, admins, and the
         // integration accounts that set up their own (n8n).
         ManageWebhooks => matches!(role, OpsManager | Admin | Integration),
+        // Whoever works an exception may ask; machines too (recommendations, ERP rules).
+        RequestApprovals => {
+            matches!(role, Dispatcher | WarehouseLead | Supervisor | AccountOwner | OpsManager | Admin | Integration)
+        }
+        ReadApprovals => true,
+        // Approvers only; which step a person may decide is checked against the step's roles.
+        DecideApprovals => {
+            matches!(role, WarehouseLead | Supervisor | Finance | Compliance | AccountOwner | OpsManager | Admin)
+        }
     }
 }
 
@@ -173,6 +194,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn approvers_decide_machines_and_auditors_do_not() {
+        for r in [Role::Finance, Role::Compliance, Role::Supervisor, Role::WarehouseLead, Role::AccountOwner] {
+            assert!(role_allows(r, Permission::DecideApprovals), "{r}");
+        }
+        for r in [Role::Dispatcher, Role::Auditor, Role::Integration] {
+            assert!(!role_allows(r, Permission::DecideApprovals), "{r}");
+        }
+        assert!(role_allows(Role::Auditor, Permission::ReadApprovals));
+        assert!(!role_allows(Role::Auditor, Permission::RequestApprovals));
+        assert!(!role_allows(Role::Finance, Permission::RequestApprovals));
     }
 
     #[test]

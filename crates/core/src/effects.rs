@@ -18,6 +18,8 @@ pub struct FollowUp {
 pub const BOOK_SHIPMENT: &str = "book_shipment";
 /// Fan an outbound message out to its webhook endpoints and notification rules.
 pub const PUBLISH_EVENT: &str = "publish_event";
+/// Creates the backorder remainder of an approved partial shipment.
+pub const CREATE_REMAINDER: &str = "create_remainder";
 
 /// Write the dispatch state, tracking number and a chatter note back to the Odoo picking.
 pub const ODOO_WRITEBACK: &str = "odoo_writeback";
@@ -81,6 +83,22 @@ pub fn follow_ups(
             });
         }
     }
+    let known = before.map_or(0, |b| b.remainders.len());
+    for r in after.remainders.iter().skip(known) {
+        let mut facts = after.facts.clone();
+        facts.external_id = r.external_id.clone();
+        facts.lines = r.lines.clone();
+        let link = crate::approval::SplitLink {
+            order_id: after.id.clone(),
+            external_id: after.facts.external_id.clone(),
+            approval_id: r.approval_id.clone(),
+        };
+        out.push(FollowUp {
+            kind: CREATE_REMAINDER,
+            dedupe_key: format!("{CREATE_REMAINDER}:{}:{}", after.id, r.external_id),
+            payload: json!({"order_id": after.id, "facts": facts, "link": link}),
+        });
+    }
     out
 }
 
@@ -112,6 +130,11 @@ mod tests {
             created_at: at,
             updated_at: at,
             state_since: at,
+            approvals: vec![],
+            waived: vec![],
+            split_from: None,
+            remainders: vec![],
+            booking_override: None,
         }
     }
 
@@ -141,8 +164,9 @@ mod tests {
         f.retain(|j| j.kind == BOOK_SHIPMENT);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedupe_key, "book_shipment:ord_1:2");
-        let books =
-            |b: Option<&Order>, a: &Order| follow_ups(b, a, &[], ODOO).iter().filter(|j| j.kind == BOOK_SHIPMENT).count();
+        let books = |b: Option<&Order>, a: &Order| {
+            follow_ups(b, a, &[], ODOO).iter().filter(|j| j.kind == BOOK_SHIPMENT).count()
+        };
         assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
         assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
         assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);

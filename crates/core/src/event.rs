@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::order::OrderFacts;
+use crate::approval::{ApprovalRequest, ApprovalStatus, Remainder, SplitLink, Verdict};
+use crate::order::{Line, OrderFacts};
 use crate::readiness::Evaluation;
 use crate::tracking::TrackingUpdate;
+use crate::vocab::Role;
 
 /// What happened, with the inputs it was decided on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -50,6 +52,45 @@ pub enum EventData {
     /// became the shipment's status (a late or unknown one does not).
     #[serde(rename = "tracking.updated")]
     TrackingUpdated { update: TrackingUpdate, applied: bool },
+    /// An exception was put up for approval and routed by the policy's decision table.
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested { request: Box<ApprovalRequest> },
+    /// A person approved or rejected a step (the event's actor), in the role named.
+    #[serde(rename = "approval.decided")]
+    ApprovalDecided {
+        approval_id: String,
+        /// Step index, from 0.
+        step: usize,
+        role: Role,
+        verdict: Verdict,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// Hash of the policy in force when the decision was recorded.
+        policy: String,
+    },
+    /// A step waited past its SLA: the escalation roles may decide it now.
+    #[serde(rename = "approval.escalated")]
+    ApprovalEscalated { approval_id: String, step: usize, to: Vec<Role>, policy: String },
+    /// The request ended: approved, rejected, expired, withdrawn or cancelled.
+    #[serde(rename = "approval.closed")]
+    ApprovalClosed {
+        approval_id: String,
+        status: ApprovalStatus,
+        /// A person (`token:…`), `policy:<rule>` for an auto-approval, or `system`.
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        policy: String,
+    },
+    /// An approved partial shipment: the order keeps what leaves now, the rest becomes the
+    /// remainder order named here.
+    #[serde(rename = "order.split")]
+    Split { approval_id: String, shipped: Vec<Line>, remainder: Remainder },
+    /// This order is the backorder remainder of another.
+    #[serde(rename = "order.split_from")]
+    SplitFrom { link: SplitLink },
 }
 
 impl EventData {
@@ -65,6 +106,12 @@ impl EventData {
             EventData::Delivered { .. } => "order.delivered",
             EventData::ExceptionRaised { .. } => "order.exception",
             EventData::TrackingUpdated { .. } => "tracking.updated",
+            EventData::ApprovalRequested { .. } => "approval.requested",
+            EventData::ApprovalDecided { .. } => "approval.decided",
+            EventData::ApprovalEscalated { .. } => "approval.escalated",
+            EventData::ApprovalClosed { .. } => "approval.closed",
+            EventData::Split { .. } => "order.split",
+            EventData::SplitFrom { .. } => "order.split_from",
         }
     }
 }
@@ -141,6 +188,59 @@ pub fn summary(data: &EventData) -> String {
                 update.carrier_status,
                 update.event_time.to_rfc3339()
             )
+        }
+        EventData::ApprovalRequested { request: r } => {
+            let route = if r.routing.auto_approve {
+                "auto-approved by policy".to_string()
+            } else {
+                let steps: Vec<String> = r
+                    .routing
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        let roles: Vec<&str> = s.roles.iter().map(|x| x.code()).collect();
+                        let sep = if s.mode == crate::approval::StepMode::AllOf { " and " } else { " or " };
+                        roles.join(sep)
+                    })
+                    .collect();
+                format!("routed to {}", steps.join(", then "))
+            };
+            format!(
+                "Approval {} requested ({}) by {}{}: {route} (rule {})",
+                r.id,
+                r.draft.kind,
+                r.requester,
+                r.draft.reason.as_deref().map(|x| format!(", reason: {x}")).unwrap_or_default(),
+                r.routing.rule
+            )
+        }
+        EventData::ApprovalDecided { approval_id, step, role, verdict, comment, .. } => {
+            let v = if *verdict == Verdict::Approve { "approved" } else { "rejected" };
+            format!(
+                "Approval {approval_id} step {}: {v} as {role}{}",
+                step + 1,
+                comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+            )
+        }
+        EventData::ApprovalEscalated { approval_id, step, to, .. } => {
+            let to: Vec<&str> = to.iter().map(|r| r.code()).collect();
+            format!("Approval {approval_id} step {} waited past its SLA: escalated to {}", step + 1, to.join(", "))
+        }
+        EventData::ApprovalClosed { approval_id, status, by, note, .. } => format!(
+            "Approval {approval_id} {status} by {by}{}",
+            note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+        ),
+        EventData::Split { shipped, remainder, .. } => {
+            let units = |l: &[Line]| l.iter().map(|x| format!("{} {}", x.qty, x.sku)).collect::<Vec<_>>().join(", ");
+            format!(
+                "Split: ships {} now; remainder {} ({}) follows as its own order",
+                units(shipped),
+                remainder.external_id,
+                units(&remainder.lines)
+            )
+        }
+        EventData::SplitFrom { link } => {
+            format!("Backorder remainder of {} ({}), approval {}", link.external_id, link.order_id, link.approval_id)
         }
     }
 }

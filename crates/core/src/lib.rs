@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod address;
+pub mod approval;
 pub mod audit;
 pub mod effects;
 pub mod event;

@@ -10,18 +10,62 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::approval::{
+    self, ApprovalDraft, ApprovalError, ApprovalRequest, ApprovalStatus, Routing, SplitLink, Verdict,
+};
 use crate::event::{Event, EventData};
 use crate::order::{Order, OrderFacts, Shipment};
 use crate::readiness;
 use crate::tracking::{self, TrackingUpdate};
 use crate::validate::{FieldError, validate};
-use crate::vocab::OrderState;
+use crate::vocab::{ApprovalKind, HoldReason, OrderState, Role};
 use crate::warehouse::{Warehouse, Warehouses};
 
 /// Decides readiness and priority of an order: the built-in rules, or a compiled policy
 /// (the policy crate implements this, so the core does not depend on it).
 pub trait Evaluator: Send + Sync {
     fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> readiness::Evaluation;
+
+    /// The version recorded on approval events (`builtin-v1` or the policy hash).
+    fn policy_id(&self) -> String {
+        readiness::BUILTIN_POLICY.to_string()
+    }
+
+    /// The approval kind a hold reason is put up for, when the rules map it to one.
+    fn approval_for_hold(&self, _reason: HoldReason) -> Option<String> {
+        None
+    }
+
+    /// Routes an approval request (the policy's decision table). Without a policy: the five
+    /// built-in kinds go to a supervisor, one step.
+    fn route_approval(
+        &self,
+        draft: &ApprovalDraft,
+        _requester_roles: &[Role],
+        _facts: &OrderFacts,
+        _warehouse: &Warehouse,
+        _now: DateTime<Utc>,
+    ) -> Result<Routing, ApprovalError> {
+        if ApprovalKind::from_code(&draft.kind).is_none() {
+            return Err(ApprovalError::Invalid(vec![FieldError::new(
+                "kind",
+                format!("unknown approval kind `{}`", draft.kind),
+            )]));
+        }
+        Ok(Routing {
+            policy: self.policy_id(),
+            rule: "builtin".into(),
+            auto_approve: false,
+            steps: vec![approval::StepSpec {
+                roles: vec![Role::Supervisor],
+                mode: approval::StepMode::AnyOf,
+                sla_minutes: None,
+                escalate_to: vec![],
+            }],
+            expires_after_minutes: None,
+            waives: approval::builtin_waives(&draft.kind),
+        })
+    }
 }
 
 /// The rules of [`readiness::evaluate`], recorded as [`readiness::BUILTIN_POLICY`].
@@ -81,6 +125,29 @@ pub enum Command {
     RecordTracking {
         update: TrackingUpdate,
     },
+    /// Put an exception up for approval; the rules route it.
+    RequestApproval {
+        draft: Box<ApprovalDraft>,
+        requester: String,
+        roles: Vec<Role>,
+    },
+    /// A person's decision on the current step of a request. `roles` are the ones the person
+    /// holds now.
+    DecideApproval {
+        approval_id: String,
+        actor: String,
+        roles: Vec<Role>,
+        verdict: Verdict,
+        comment: Option<String>,
+        expected_version: Option<u64>,
+    },
+    /// Escalate steps past their SLA and expire requests past their deadline (at `Ctx.now`).
+    SweepApprovals,
+    /// Create the backorder remainder of an approved partial shipment (no-op if it exists).
+    CreateRemainder {
+        facts: Box<OrderFacts>,
+        link: SplitLink,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -95,13 +162,17 @@ pub enum DomainError {
     IllegalTransition { from: OrderState, action: &'static str },
     #[error("event stream is inconsistent: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
 }
 
 /// Decides what happens. Returns no events when the command changes nothing (an upsert with
 /// identical facts, cancelling a cancelled order): that is how retries stay harmless.
 pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<EventData>, DomainError> {
     let expected = match &cmd {
-        Command::Upsert { expected_version, .. } | Command::Cancel { expected_version, .. } => *expected_version,
+        Command::Upsert { expected_version, .. }
+        | Command::Cancel { expected_version, .. }
+        | Command::DecideApproval { expected_version, .. } => *expected_version,
         _ => None,
     };
     if let Some(expected) = expected {
@@ -113,8 +184,23 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
     match (state, cmd) {
         (None, Command::Upsert { facts, .. }) => {
             let evaluation = evaluate(&facts, ctx)?;
-            Ok(vec![EventData::Received { facts: *facts }, EventData::Evaluated(evaluation)])
+            let follow = after_evaluation(None, &facts, &evaluation, ctx);
+            let mut events = vec![EventData::Received { facts: *facts }, EventData::Evaluated(evaluation)];
+            events.extend(follow);
+            Ok(events)
         }
+        (None, Command::CreateRemainder { facts, link }) => {
+            let evaluation = evaluate(&facts, ctx)?;
+            let follow = after_evaluation(None, &facts, &evaluation, ctx);
+            let mut events = vec![
+                EventData::Received { facts: *facts },
+                EventData::SplitFrom { link },
+                EventData::Evaluated(evaluation),
+            ];
+            events.extend(follow);
+            Ok(events)
+        }
+        (Some(_), Command::CreateRemainder { .. }) => Ok(vec![]),
         (None, _) => Err(DomainError::NotFound),
         (Some(o), Command::Upsert { facts, .. }) => {
             if o.facts == *facts {
@@ -131,27 +217,144 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
             }
             let evaluation = evaluate(&facts, ctx)?;
             let changed = changed_fields(&o.facts, &facts);
-            Ok(vec![EventData::FactsUpdated { facts: *facts, changed }, EventData::Evaluated(evaluation)])
+            let follow = after_evaluation(Some(o), &facts, &evaluation, ctx);
+            let mut events = vec![EventData::FactsUpdated { facts: *facts, changed }, EventData::Evaluated(evaluation)];
+            events.extend(follow);
+            Ok(events)
         }
         (Some(o), Command::Cancel { reason, .. }) => match o.state {
             OrderState::Cancelled => Ok(vec![]),
             OrderState::Dispatched | OrderState::Delivered => {
                 Err(DomainError::IllegalTransition { from: o.state, action: "cancel" })
             }
-            _ => Ok(vec![EventData::Cancelled { reason }]),
+            _ => {
+                // Cancelling the order cancels its open requests: nobody should decide them.
+                let mut events: Vec<EventData> = o
+                    .approvals
+                    .iter()
+                    .filter(|a| a.status == ApprovalStatus::Pending)
+                    .map(|a| EventData::ApprovalClosed {
+                        approval_id: a.id.clone(),
+                        status: ApprovalStatus::Cancelled,
+                        by: "system".into(),
+                        role: None,
+                        note: Some("the order was cancelled".into()),
+                        policy: ctx.rules.policy_id(),
+                    })
+                    .collect();
+                events.push(EventData::Cancelled { reason });
+                Ok(events)
+            }
         },
         (Some(o), Command::Reevaluate) => match o.state {
-            OrderState::Received | OrderState::OnHold | OrderState::Released => {
+            OrderState::Received | OrderState::OnHold | OrderState::Released | OrderState::AwaitingApproval => {
                 let e = evaluate(&o.facts, ctx)?;
+                let follow = after_evaluation(Some(o), &o.facts, &e, ctx);
                 // A changed priority is recorded too: the dispatch sequence depends on it.
-                if e.outcome == o.state && e.hold_reasons == o.hold_reasons && e.priority == o.priority {
+                let outcome = settled_state(OrderState::Received, &e.hold_reasons, &o.approvals);
+                if follow.is_empty()
+                    && outcome == o.state
+                    && e.hold_reasons == o.hold_reasons
+                    && e.priority == o.priority
+                {
                     Ok(vec![])
                 } else {
-                    Ok(vec![EventData::Evaluated(e)])
+                    let mut events = vec![EventData::Evaluated(e)];
+                    events.extend(follow);
+                    Ok(events)
                 }
             }
             from => Err(DomainError::IllegalTransition { from, action: "re-evaluate" }),
         },
+        (Some(o), Command::RequestApproval { draft, requester, roles }) => {
+            if !o.state.is_open() {
+                return Err(DomainError::IllegalTransition { from: o.state, action: "request an approval for" });
+            }
+            if let Some(p) =
+                o.approvals.iter().find(|a| a.status == ApprovalStatus::Pending && a.draft.kind == draft.kind)
+            {
+                return Err(ApprovalError::Conflict(format!(
+                    "approval request {} for {} is already pending on this order; decide or let it expire first",
+                    p.id, draft.kind
+                ))
+                .into());
+            }
+            let errors = approval::validate_draft(&draft, &o.facts);
+            if !errors.is_empty() {
+                return Err(ApprovalError::Invalid(errors).into());
+            }
+            let wh = warehouse_of(&o.facts, ctx)?;
+            let routing = ctx.rules.route_approval(&draft, &roles, &o.facts, wh, ctx.now)?;
+            let id = approval::request_id(&o.id, o.approvals.len() + 1);
+            let req = approval::open(id, &o.id, *draft, requester, roles, routing, ctx.now);
+            let mut events = Vec::new();
+            if req.routing.auto_approve {
+                let by = format!("policy:{}", req.routing.rule);
+                let granted = approved(o, &o.facts, &req, by, None, ctx)?;
+                events.push(EventData::ApprovalRequested { request: Box::new(req) });
+                events.extend(granted);
+            } else {
+                events.push(EventData::ApprovalRequested { request: Box::new(req) });
+            }
+            Ok(events)
+        }
+        (Some(o), Command::DecideApproval { approval_id, actor, roles, verdict, comment, .. }) => {
+            let req = o
+                .approvals
+                .iter()
+                .find(|a| a.id == approval_id)
+                .ok_or_else(|| ApprovalError::NotFound(approval_id.clone()))?;
+            let effect = approval::decide(req, &actor, &roles, verdict, comment.as_deref())?;
+            let policy = ctx.rules.policy_id();
+            let mut events = vec![EventData::ApprovalDecided {
+                approval_id: approval_id.clone(),
+                step: effect.step,
+                role: effect.role,
+                verdict,
+                comment: comment.clone(),
+                policy: policy.clone(),
+            }];
+            match effect.closes {
+                Some(ApprovalStatus::Approved) => {
+                    events.extend(approved(o, &o.facts, req, actor, Some(effect.role), ctx)?)
+                }
+                Some(status) => events.push(EventData::ApprovalClosed {
+                    approval_id,
+                    status,
+                    by: actor,
+                    role: Some(effect.role),
+                    note: comment,
+                    policy,
+                }),
+                None => {}
+            }
+            Ok(events)
+        }
+        (Some(o), Command::SweepApprovals) => {
+            if !o.state.is_open() {
+                return Ok(vec![]);
+            }
+            let policy = ctx.rules.policy_id();
+            Ok(o.approvals
+                .iter()
+                .filter_map(|a| match approval::due(a, ctx.now)? {
+                    approval::Due::Expire => Some(EventData::ApprovalClosed {
+                        approval_id: a.id.clone(),
+                        status: ApprovalStatus::Expired,
+                        by: "system".into(),
+                        role: None,
+                        note: Some("nobody decided before the deadline; request again if still needed".into()),
+                        policy: policy.clone(),
+                    }),
+                    approval::Due::Escalate { step, to } => Some(EventData::ApprovalEscalated {
+                        approval_id: a.id.clone(),
+                        step,
+                        to,
+                        policy: policy.clone(),
+                    }),
+                })
+                .collect())
+        }
         (Some(o), Command::RecordBooking { carrier, tracking_number, service }) => match o.state {
             OrderState::Released => Ok(vec![EventData::Booked { carrier, tracking_number, service }]),
             // A booking that went to the dead letters put the order in `exception`; a manual
@@ -208,6 +411,133 @@ fn decide_tracking(o: &Order, update: TrackingUpdate) -> Result<Vec<EventData>, 
     Ok(events)
 }
 
+fn warehouse_of<'c>(facts: &OrderFacts, ctx: &Ctx<'c>) -> Result<&'c Warehouse, DomainError> {
+    ctx.warehouses
+        .get(&facts.warehouse)
+        .ok_or_else(|| DomainError::Invalid(vec![FieldError::new("warehouse", "unknown warehouse")]))
+}
+
+/// The state an evaluated order settles in given its requests: awaiting approval while one is
+/// pending, released when every failing reason is waived by an approved request, else held.
+pub fn settled_state(current: OrderState, reasons: &[HoldReason], approvals: &[ApprovalRequest]) -> OrderState {
+    if !current.is_open() {
+        return current;
+    }
+    if approvals.iter().any(|a| a.status == ApprovalStatus::Pending) {
+        OrderState::AwaitingApproval
+    } else if approval::unwaived(reasons, approvals).is_empty() {
+        OrderState::Released
+    } else {
+        OrderState::OnHold
+    }
+}
+
+/// What follows a new evaluation: requests the policy made for holds that cleared are
+/// withdrawn, and holds the policy maps to an approval kind get a request (once per kind and
+/// order; after a rejection or expiry a person asks again).
+fn after_evaluation(o: Option<&Order>, facts: &OrderFacts, e: &readiness::Evaluation, ctx: &Ctx<'_>) -> Vec<EventData> {
+    let approvals: &[ApprovalRequest] = o.map_or(&[], |o| o.approvals.as_slice());
+    let mut events = Vec::new();
+    for a in approvals.iter().filter(|a| a.status == ApprovalStatus::Pending && a.requester == POLICY_REQUESTER) {
+        if !a.routing.waives.is_empty() && !a.routing.waives.iter().any(|r| e.hold_reasons.contains(r)) {
+            events.push(EventData::ApprovalClosed {
+                approval_id: a.id.clone(),
+                status: ApprovalStatus::Withdrawn,
+                by: "system".into(),
+                role: None,
+                note: Some("the hold it was requested for cleared".into()),
+                policy: ctx.rules.policy_id(),
+            });
+        }
+    }
+    let Ok(wh) = warehouse_of(facts, ctx) else { return events };
+    let mut asked: Vec<String> = Vec::new();
+    for reason in &e.hold_reasons {
+        let Some(kind) = ctx.rules.approval_for_hold(*reason) else { continue };
+        if asked.contains(&kind)
+            || approvals.iter().any(|a| a.draft.kind == kind && a.status != ApprovalStatus::Cancelled)
+        {
+            continue;
+        }
+        let draft = ApprovalDraft {
+            kind: kind.clone(),
+            reason: Some(format!("held for {reason}; the policy asks for a {kind} approval")),
+            amount: None,
+            currency: None,
+            cost_center: None,
+            lines: vec![],
+            carrier: None,
+            service: None,
+        };
+        if !approval::validate_draft(&draft, facts).is_empty() {
+            continue;
+        }
+        // A route the policy cannot give leaves the order held, as before.
+        let Ok(routing) = ctx.rules.route_approval(&draft, &[], facts, wh, ctx.now) else { continue };
+        let id = o.map_or_else(String::new, |o| approval::request_id(&o.id, o.approvals.len() + asked.len() + 1));
+        let order_id = o.map_or("", |o| o.id.as_str());
+        let req = approval::open(id, order_id, draft, POLICY_REQUESTER.into(), vec![], routing, ctx.now);
+        let auto = req.routing.auto_approve.then(|| EventData::ApprovalClosed {
+            approval_id: req.id.clone(),
+            status: ApprovalStatus::Approved,
+            by: format!("policy:{}", req.routing.rule),
+            role: None,
+            note: None,
+            policy: req.routing.policy.clone(),
+        });
+        events.push(EventData::ApprovalRequested { request: Box::new(req) });
+        events.extend(auto);
+        asked.push(kind);
+    }
+    events
+}
+
+/// Who requests what the policy asks for by itself.
+pub const POLICY_REQUESTER: &str = "policy";
+
+/// The events of a granted request: it closes approved, and a partial shipment splits the
+/// order (it keeps what leaves now and is evaluated again; the remainder is created by the
+/// follow-up job the split enqueues).
+fn approved(
+    o: &Order,
+    facts: &OrderFacts,
+    req: &ApprovalRequest,
+    by: String,
+    role: Option<Role>,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<EventData>, DomainError> {
+    let mut events = vec![EventData::ApprovalClosed {
+        approval_id: req.id.clone(),
+        status: ApprovalStatus::Approved,
+        by,
+        role,
+        note: None,
+        policy: ctx.rules.policy_id(),
+    }];
+    if ApprovalKind::from_code(&req.draft.kind) == Some(ApprovalKind::PartialShipment) {
+        let (shipped, rest) = approval::split(facts, &req.draft.lines).map_err(|_| {
+            ApprovalError::Conflict(format!(
+                "the order's lines changed since {} was requested and the split no longer fits; reject it and request again",
+                req.id
+            ))
+        })?;
+        let mut after = facts.clone();
+        after.lines = shipped.clone();
+        let evaluation = evaluate(&after, ctx)?;
+        events.push(EventData::Split {
+            approval_id: req.id.clone(),
+            shipped,
+            remainder: approval::Remainder {
+                external_id: approval::remainder_external_id(&facts.external_id, o.remainders.len() + 1),
+                approval_id: req.id.clone(),
+                lines: rest,
+            },
+        });
+        events.push(EventData::Evaluated(evaluation));
+    }
+    Ok(events)
+}
+
 fn evaluate(facts: &OrderFacts, ctx: &Ctx<'_>) -> Result<readiness::Evaluation, DomainError> {
     let errors = validate(facts, ctx.warehouses);
     if !errors.is_empty() {
@@ -258,6 +588,11 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
                 created_at: ev.at,
                 updated_at: ev.at,
                 state_since: ev.at,
+                approvals: vec![],
+                waived: vec![],
+                split_from: None,
+                remainders: vec![],
+                booking_override: None,
             });
         }
         (None, d) => return Err(DomainError::Corrupt(format!("order {} starts with {}", ev.order_id, d.kind()))),
@@ -277,7 +612,68 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             o.checks = e.checks.clone();
             o.priority = e.priority;
             o.latest_departure = Some(e.inputs.latest_departure);
-            e.outcome
+            settle(&mut o, e.outcome)
+        }
+        EventData::ApprovalRequested { request } => {
+            o.approvals.push((**request).clone());
+            let current = o.state;
+            settle(&mut o, current)
+        }
+        EventData::ApprovalDecided { approval_id, step, role, verdict, comment, .. } => {
+            let a = request_mut(&mut o, approval_id)?;
+            approval::record_decision(
+                a,
+                *step,
+                approval::StepDecision {
+                    actor: ev.actor.clone(),
+                    role: *role,
+                    verdict: *verdict,
+                    comment: comment.clone(),
+                    at: ev.at,
+                },
+            );
+            o.state
+        }
+        EventData::ApprovalEscalated { approval_id, step, .. } => {
+            let a = request_mut(&mut o, approval_id)?;
+            if let Some(s) = a.steps.get_mut(*step) {
+                s.escalated_at = Some(ev.at);
+            }
+            o.state
+        }
+        EventData::ApprovalClosed { approval_id, status, by, .. } => {
+            let a = request_mut(&mut o, approval_id)?;
+            a.status = *status;
+            a.closed_at = Some(ev.at);
+            a.closed_by = Some(by.clone());
+            if *status == ApprovalStatus::Approved {
+                let kind = ApprovalKind::from_code(&a.draft.kind);
+                let id = a.id.clone();
+                match kind {
+                    Some(ApprovalKind::ExpeditedFreight) => {
+                        let service = a.draft.service;
+                        let carrier = o.booking_override.as_ref().and_then(|b| b.carrier.clone());
+                        o.booking_override = Some(approval::BookingOverride { approval_id: id, carrier, service });
+                    }
+                    Some(ApprovalKind::RouteOverride) => {
+                        let carrier = a.draft.carrier.clone();
+                        let service = o.booking_override.as_ref().and_then(|b| b.service);
+                        o.booking_override = Some(approval::BookingOverride { approval_id: id, carrier, service });
+                    }
+                    _ => {}
+                }
+            }
+            let current = if o.state == OrderState::Received { OrderState::OnHold } else { o.state };
+            settle(&mut o, current)
+        }
+        EventData::Split { shipped, remainder, .. } => {
+            o.facts.lines = shipped.clone();
+            o.remainders.push(remainder.clone());
+            o.state
+        }
+        EventData::SplitFrom { link } => {
+            o.split_from = Some(link.clone());
+            o.state
         }
         EventData::Cancelled { reason } => {
             o.hold_reasons.clear();
@@ -333,6 +729,33 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
     o.version = ev.version;
     o.updated_at = ev.at;
     Ok(o)
+}
+
+/// The state after an evaluation or a change of requests; see [`settled_state`].
+fn settle(o: &mut Order, current: OrderState) -> OrderState {
+    o.waived = o
+        .hold_reasons
+        .iter()
+        .copied()
+        .filter(|r| approval::unwaived(std::slice::from_ref(r), &o.approvals).is_empty())
+        .collect();
+    if current == OrderState::Received {
+        // Not evaluated yet: requests wait for the evaluation that follows.
+        return if o.approvals.iter().any(|a| a.status == ApprovalStatus::Pending) {
+            OrderState::AwaitingApproval
+        } else {
+            current
+        };
+    }
+    settled_state(current, &o.hold_reasons, &o.approvals)
+}
+
+fn request_mut<'o>(o: &'o mut Order, id: &str) -> Result<&'o mut ApprovalRequest, DomainError> {
+    let order_id = o.id.clone();
+    o.approvals
+        .iter_mut()
+        .find(|a| a.id == id)
+        .ok_or_else(|| DomainError::Corrupt(format!("order {order_id}: event for unknown approval request {id}")))
 }
 
 /// Rebuilds an order from its whole stream; `None` for an empty stream.
@@ -556,6 +979,92 @@ mod tests {
         let ev = decide(Some(&o), Command::Reevaluate, &later).unwrap();
         assert!(matches!(&ev[0], EventData::Evaluated(e) if e.hold_reasons == vec![HoldReason::CutoffMissed]));
         assert!(decide(Some(&in_state(OrderState::Booked)), Command::Reevaluate, &ctx).is_err());
+    }
+
+    fn ask(kind: &str) -> Command {
+        let mut draft = ApprovalDraft {
+            kind: kind.into(),
+            reason: Some("deadline".into()),
+            amount: None,
+            currency: None,
+            cost_center: None,
+            lines: vec![],
+            carrier: None,
+            service: None,
+        };
+        if kind == "partial_shipment" {
+            draft.lines = vec![approval::SplitLine { sku: facts().lines[0].sku.clone(), qty: 1 }];
+        }
+        Command::RequestApproval {
+            draft: Box::new(draft),
+            requester: "token:ann".into(),
+            roles: vec![Role::Dispatcher],
+        }
+    }
+
+    fn verdict(id: &str, actor: &str, roles: &[Role], v: Verdict) -> Command {
+        Command::DecideApproval {
+            approval_id: id.into(),
+            actor: actor.into(),
+            roles: roles.to_vec(),
+            verdict: v,
+            comment: Some("ok".into()),
+            expected_version: None,
+        }
+    }
+
+    fn credit_held() -> Order {
+        let mut f = facts();
+        f.customer.credit_status = crate::CreditStatus::Hold;
+        run(None, upsert(f)).unwrap()
+    }
+
+    #[test]
+    fn an_approved_request_waives_its_reason_and_releases() {
+        let held = credit_held();
+        let waiting = run(Some(held), ask("credit_hold_release")).unwrap();
+        assert_eq!(waiting.state, OrderState::AwaitingApproval);
+        let id = waiting.approvals[0].id.clone();
+        assert_eq!(id, "apr_1_1");
+        // Re-evaluating while it waits changes nothing.
+        let w = whs();
+        assert_eq!(decide(Some(&waiting), Command::Reevaluate, &Ctx::new(now(), &w)), Ok(vec![]));
+        let own = run(Some(waiting.clone()), verdict(&id, "token:ann", &[Role::Supervisor], Verdict::Approve));
+        assert!(matches!(own, Err(DomainError::Approval(ApprovalError::Forbidden(_)))));
+        let done = run(Some(waiting), verdict(&id, "token:sam", &[Role::Supervisor], Verdict::Approve)).unwrap();
+        assert_eq!(done.state, OrderState::Released);
+        assert_eq!(done.hold_reasons, vec![HoldReason::CreditHold]);
+        assert_eq!(done.waived, vec![HoldReason::CreditHold]);
+        assert_eq!(done.approvals[0].status, ApprovalStatus::Approved);
+    }
+
+    #[test]
+    fn a_rejection_keeps_the_order_held_and_cancel_closes_requests() {
+        let waiting = run(Some(credit_held()), ask("credit_hold_release")).unwrap();
+        let rejected =
+            run(Some(waiting.clone()), verdict("apr_1_1", "token:sam", &[Role::Supervisor], Verdict::Reject)).unwrap();
+        assert_eq!((rejected.state, rejected.approvals[0].status), (OrderState::OnHold, ApprovalStatus::Rejected));
+        let cancelled = run(Some(waiting), Command::Cancel { reason: None, expected_version: None }).unwrap();
+        assert_eq!(
+            (cancelled.state, cancelled.approvals[0].status),
+            (OrderState::Cancelled, ApprovalStatus::Cancelled)
+        );
+        assert!(run(Some(in_state(OrderState::Booked)), ask("credit_hold_release")).is_err());
+    }
+
+    #[test]
+    fn an_approved_partial_shipment_splits_the_order() {
+        let mut f = facts();
+        f.lines[0].qty_allocated = 1;
+        let held = run(None, upsert(f.clone())).unwrap();
+        let waiting = run(Some(held), ask("partial_shipment")).unwrap();
+        let done = run(Some(waiting), verdict("apr_1_1", "token:sam", &[Role::Supervisor], Verdict::Approve)).unwrap();
+        assert_eq!(done.state, OrderState::Released);
+        assert_eq!((done.facts.lines[0].qty, done.facts.lines[0].qty_allocated), (1, 1));
+        assert_eq!(done.remainders[0].external_id, format!("{}-BO1", f.external_id));
+        assert_eq!(done.remainders[0].lines[0].qty, f.lines[0].qty - 1);
+        let jobs = crate::effects::follow_ups(None, &done, &[], Default::default());
+        assert!(jobs.iter().any(|j| j.kind == crate::effects::CREATE_REMAINDER));
     }
 
     #[test]

@@ -135,6 +135,11 @@ mod tests {
             created_at: now() - Duration::minutes(since_min),
             updated_at: now() - Duration::minutes(since_min),
             state_since: now() - Duration::minutes(since_min),
+            approvals: vec![],
+            waived: vec![],
+            split_from: None,
+            remainders: vec![],
+            booking_override: None,
         }
     }
 

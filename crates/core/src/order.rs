@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::approval::{ApprovalRequest, BookingOverride, Remainder, SplitLink};
 use crate::readiness::CheckResult;
 use crate::tracking::TrackingState;
 use crate::vocab::{CreditStatus, HoldReason, OrderState, PaymentStatus, ServiceLevel};
@@ -192,6 +193,21 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
     /// When the order entered its current state (queue aging).
     pub state_since: DateTime<Utc>,
+    /// Approval requests on this order, oldest first (see `approval`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRequest>,
+    /// Hold reasons that still fail but are lifted by an approved request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waived: Vec<HoldReason>,
+    /// On a backorder remainder: the order and approval it was split from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_from: Option<SplitLink>,
+    /// Remainders split off this order by approved partial shipments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remainders: Vec<Remainder>,
+    /// The carrier or service an approval decided for the booking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_override: Option<BookingOverride>,
 }
 
 /// The carrier booking of an order and its last known tracking status.

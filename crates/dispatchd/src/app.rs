@@ -18,7 +18,9 @@ use dispatch_integrations::Carriers;
 use dispatch_integrations::registry::{CarrierConfig, Credentials};
 
 use crate::config::{self, BookingConfig, Config, Database, Overrides};
-use crate::scheduler::{Heartbeat, ReevaluateOpen, RefreshPriorities, ScheduleConfig, ScheduledAction, Scheduler};
+use crate::scheduler::{
+    ApprovalsSweep, Heartbeat, ReevaluateOpen, RefreshPriorities, ScheduleConfig, ScheduledAction, Scheduler,
+};
 use crate::workers::BookingWorker;
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
@@ -96,6 +98,7 @@ pub async fn serve(
         None => None,
     };
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
+    let remainders = dispatch_server::approvals::spawn_remainder_worker(state.clone(), stop_rx.clone());
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
         Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
@@ -111,6 +114,7 @@ pub async fn serve(
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
+        let _ = remainders.await;
         if let Some(w) = worker {
             let _ = w.await;
         }
@@ -185,9 +189,10 @@ pub fn scheduler(app: Arc<AppState>, schedules: &[ScheduleConfig]) -> Result<Sch
             "stalled_records" => Arc::new(crate::monitors::StalledRecords { app: app.clone() }),
             "cutoff_risk" => Arc::new(crate::monitors::CutoffRisk { app: app.clone() }),
             "retention" => Arc::new(crate::monitors::Retention { app: app.clone() }),
+            "approvals_sweep" => Arc::new(ApprovalsSweep { app: app.clone() }),
             other => anyhow::bail!(
                 "schedule `{}`: unknown action `{other}`; known: heartbeat, reevaluate_open, refresh_priorities, \
-                 odoo_sync, queue_aging, stalled_records, cutoff_risk, retention",
+                 approvals_sweep, odoo_sync, queue_aging, stalled_records, cutoff_risk, retention",
                 cfg.name
             ),
         };

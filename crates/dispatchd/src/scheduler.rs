@@ -38,6 +38,7 @@ pub fn default_schedules() -> Vec<ScheduleConfig> {
         ScheduleConfig { name: "stalled-records".into(), cadence: "every 5m".into(), action: "stalled_records".into() },
         ScheduleConfig { name: "cutoff-risk".into(), cadence: "every 15m".into(), action: "cutoff_risk".into() },
         ScheduleConfig { name: "retention".into(), cadence: "30 3 * * *".into(), action: "retention".into() },
+        ScheduleConfig { name: "approvals-sweep".into(), cadence: "every 1m".into(), action: "approvals_sweep".into() },
     ]
 }
 
@@ -88,6 +89,20 @@ impl ScheduledAction for RefreshPriorities {
     async fn run(&self) -> Result<String, String> {
         let pass = dispatch_server::policy::refresh_priorities(&self.app).await.map_err(|e| e.to_string())?;
         Ok(format!("{} priorities checked, {} changed", pass.checked, pass.changed))
+    }
+}
+
+/// Escalates approval steps past their SLA and expires requests past their deadline, at the
+/// injected clock's time (the due times are stored with the orders: durable across restarts).
+pub struct ApprovalsSweep {
+    pub app: Arc<AppState>,
+}
+
+#[async_trait]
+impl ScheduledAction for ApprovalsSweep {
+    async fn run(&self) -> Result<String, String> {
+        let s = dispatch_server::approvals::sweep(&self.app, "system:scheduler").await.map_err(|e| e.to_string())?;
+        Ok(format!("{} approval steps escalated, {} requests expired", s.escalated, s.expired))
     }
 }
 
@@ -376,5 +391,87 @@ mod tests {
         assert_eq!(follower.tick().await.unwrap(), 0);
         assert_eq!(leader.tick().await.unwrap(), 1);
         assert_eq!(action.runs.load(Ordering::SeqCst), 2);
+    }
+
+    /// The built-in `approvals_sweep` schedule escalates a request whose step waited past its
+    /// SLA — after a restart, at the injected clock's time: the due time is stored.
+    #[tokio::test]
+    async fn the_approvals_sweep_escalates_after_a_restart() {
+        use dispatch_core::approval::{ApprovalDraft, ApprovalStatus};
+        use dispatch_core::{Command, Role, Warehouse, Warehouses};
+        use dispatch_server::AppState;
+        use dispatch_store::{OrderWrite, Target, WriteMeta, decision};
+
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::fresh(dir.path()).await;
+        let whs = || {
+            let list: Vec<Warehouse> =
+                serde_json::from_value(serde_json::json!([{"code": "AMS", "name": "Amsterdam DC",
+                "country": "NL", "timezone": "Europe/Amsterdam", "cutoffs": {"next_day": "17:00"}}]))
+                .unwrap();
+            Warehouses::new(list).unwrap()
+        };
+        // 17:30 in Amsterdam: past the next-day cut-off.
+        let start = Utc.with_ymd_and_hms(2026, 11, 24, 16, 30, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let app = AppState::new(loc.open().await, whs(), clock.clone());
+        let sched = crate::app::scheduler(app.clone(), &default_schedules()).unwrap();
+        sched.register().await.unwrap();
+        let facts: dispatch_core::OrderFacts = serde_json::from_value(serde_json::json!({
+            "source": "odoo", "external_id": "WH1/OUT/9", "warehouse": "AMS",
+            "customer": {"id": "C-1", "name": "Acme BV"}, "service_level": "next_day", "promised_date": "2026-11-25",
+            "ship_to": {"name": "Acme BV", "street": "Damrak 1", "city": "Amsterdam", "postcode": "1012 LG", "country": "NL"},
+            "lines": [{"sku": "P-1", "qty": 1, "qty_allocated": 1, "unit_value": 10.0}], "documents": []
+        }))
+        .unwrap();
+        let policy: Arc<dyn dispatch_core::Evaluator> = Arc::new(dispatch_server::policy::Active(app.policy.policy()));
+        let write = |target: Target, cmd: Command| OrderWrite {
+            target,
+            meta: WriteMeta {
+                actor: "token:disp".into(),
+                roles: vec!["dispatcher".into()],
+                request_id: None,
+                at: start,
+            },
+            idempotency: None,
+            decide: decision(cmd, start, app.warehouses.clone(), policy.clone()),
+        };
+        let key = Target::NaturalKey { source: "odoo".into(), external_id: "WH1/OUT/9".into() };
+        let o = app
+            .store
+            .execute(write(key, Command::Upsert { facts: Box::new(facts), expected_version: None }))
+            .await
+            .unwrap()
+            .order;
+        let draft = ApprovalDraft {
+            kind: "expedited_freight".into(),
+            reason: Some("line down".into()),
+            amount: None,
+            currency: None,
+            cost_center: Some("CC-1".into()),
+            lines: vec![],
+            carrier: None,
+            service: Some(dispatch_core::ServiceLevel::SameDay),
+        };
+        let cmd = Command::RequestApproval {
+            draft: Box::new(draft),
+            requester: "token:disp".into(),
+            roles: vec![Role::Dispatcher],
+        };
+        let o = app.store.execute(write(Target::Id(o.id.clone()), cmd)).await.unwrap().order;
+        assert_eq!(o.approvals[0].status, ApprovalStatus::Pending);
+        app.store.close().await;
+        drop((sched, app));
+
+        // Back two hours later (the SLA is one hour).
+        let later = Arc::new(ManualClock::new(start + chrono::Duration::hours(2)));
+        let app = AppState::new(loc.open().await, whs(), later.clone());
+        let sched = crate::app::scheduler(app.clone(), &default_schedules()).unwrap();
+        sched.register().await.unwrap();
+        assert!(sched.tick().await.unwrap() >= 1);
+        let o = app.store.order(&o.id).await.unwrap().unwrap();
+        assert_eq!(o.approvals[0].steps[0].escalated_at, Some(start + chrono::Duration::hours(2)));
+        let runs = app.store.schedule_runs("approvals-sweep", 5).await.unwrap();
+        assert_eq!(runs[0].summary.as_deref(), Some("1 approval steps escalated, 0 requests expired"));
     }
 }

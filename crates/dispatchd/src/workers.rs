@@ -33,11 +33,12 @@ use crate::config::BookingConfig;
 /// default carrier), then that carrier's fallbacks. This is the one place a policy-driven
 /// carrier matrix replaces.
 pub fn carrier_plan(order: &Order, carriers: &Carriers) -> Vec<String> {
-    let preferred = order
-        .facts
-        .carrier_preference
-        .as_deref()
-        .filter(|p| carriers.get(p).is_some())
+    // An approved route override names the carrier; otherwise the order's preference.
+    let approved = order.booking_override.as_ref().and_then(|b| b.carrier.as_deref());
+    let configured = |p: &&str| carriers.get(p).is_some();
+    let preferred = approved
+        .filter(configured)
+        .or_else(|| order.facts.carrier_preference.as_deref().filter(configured))
         .or_else(|| carriers.default_carrier());
     let mut plan: Vec<String> = Vec::new();
     if let Some(p) = preferred {

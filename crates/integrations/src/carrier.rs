@@ -28,7 +28,14 @@ impl BookingRequest {
             order_id: order.id.clone(),
             reference: order.facts.external_id.clone(),
             warehouse: order.facts.warehouse.clone(),
-            service_level: order.facts.service_level.code().to_string(),
+            // An approved expedited-freight request books the faster service.
+            service_level: order
+                .booking_override
+                .as_ref()
+                .and_then(|b| b.service)
+                .unwrap_or(order.facts.service_level)
+                .code()
+                .to_string(),
             ship_to: order.facts.ship_to.clone(),
             weight_kg: order.facts.total_weight_kg().max(0.1),
             value: order.facts.order_value(),

@@ -24,6 +24,7 @@ use dispatch_core::{CheckName, Evaluator, HoldReason, OrderFacts, OrderState, Se
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+pub mod approvals;
 pub mod carriers;
 pub mod check;
 pub mod error;
@@ -127,6 +128,8 @@ pub struct Policy {
     pub exceptions: BTreeMap<HoldReason, (String, String)>,
     /// Thresholds of the scheduled monitors.
     pub monitors: dispatch_core::monitor::Thresholds,
+    /// Approval kinds, mapped holds and the routing decision table.
+    pub approvals: approvals::Approvals,
     /// Derived values some expression reads (the others are not computed).
     needs: Needs,
 }
@@ -379,6 +382,9 @@ impl Policy {
                     }
                 };
                 let cond = cond_src.and_then(|s| c.expr(s, &what, Want::Bool));
+                if let (Some(e), Some(src)) = (&cond, cond_src) {
+                    reads_no_request(&mut c, e, src, &what);
+                }
                 let reason = match HoldReason::from_code(d.reason.get_ref()) {
                     Some(r) => {
                         if !parsed.exceptions.is_empty() && !exceptions.contains_key(&r) {
@@ -530,6 +536,9 @@ impl Policy {
             }
             let what = format!("priority term `{id}`");
             let expr = c.expr(&t.expr, &what, Want::Number);
+            if let Some(e) = &expr {
+                reads_no_request(&mut c, e, &t.expr, &what);
+            }
             let why = match &t.why {
                 Some(w) => c.template(w, &format!("{what}, why")).map(Some),
                 None => Some(None),
@@ -598,6 +607,8 @@ impl Policy {
         if let Err(m) = parsed.monitors.check() {
             c.err(0, "invalid", format!("[monitors] {m}"));
         }
+        let approvals = approvals::compile(&mut c, &parsed.approvals);
+
         if !c.errors.is_empty() {
             c.errors.sort_by_key(|e| (e.line, e.column));
             c.errors.dedup();
@@ -626,6 +637,7 @@ impl Policy {
             },
             exceptions,
             monitors: parsed.monitors,
+            approvals,
             needs: Needs::from_reads(c.reads.iter().map(String::as_str)),
         })
     }
@@ -851,6 +863,34 @@ impl Policy {
 impl Evaluator for Policy {
     fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> Evaluation {
         Policy::evaluate(self, facts, warehouse, now)
+    }
+
+    fn policy_id(&self) -> String {
+        self.hash.clone()
+    }
+
+    fn approval_for_hold(&self, reason: HoldReason) -> Option<String> {
+        self.approval_kind_for(reason).map(str::to_string)
+    }
+
+    fn route_approval(
+        &self,
+        draft: &dispatch_core::approval::ApprovalDraft,
+        requester_roles: &[dispatch_core::Role],
+        facts: &OrderFacts,
+        warehouse: &Warehouse,
+        now: DateTime<Utc>,
+    ) -> Result<dispatch_core::approval::Routing, dispatch_core::approval::ApprovalError> {
+        Policy::route_approval(self, draft, requester_roles, facts, warehouse, now)
+    }
+}
+
+/// `request` describes an approval request: only approval routes can read it.
+fn reads_no_request(c: &mut Compiler<'_>, e: &Expr, src: &Spanned<String>, what: &str) {
+    if e.reads.iter().any(|r| r == "request" || r.starts_with("request.")) {
+        let span = src.span();
+        let o = c.loc.inside(&span, 0);
+        c.err(o, "unknown_field", format!("{what}: `request` exists only in [[approvals.route]] conditions"));
     }
 }
 

@@ -31,6 +31,83 @@ pub struct PolicyFile {
     /// Thresholds of the scheduled monitors (queue aging, stalled records, retention).
     #[serde(default)]
     pub monitors: dispatch_core::monitor::Thresholds,
+    /// Approval kinds, the holds put up for approval, and the routing decision table.
+    #[serde(default)]
+    pub approvals: ApprovalsDef,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsDef {
+    /// Hold reason → approval kind the policy requests by itself when an order is held for it.
+    #[serde(default)]
+    pub holds: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Requirements per kind; a kind not built in is added by naming it here.
+    #[serde(default)]
+    pub kinds: BTreeMap<Spanned<String>, KindDef>,
+    /// The decision table, hit policy FIRST: the first row whose kind matches and whose
+    /// `when` is true routes the request.
+    #[serde(default)]
+    pub route: Vec<RouteDef>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KindDef {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub reason_required: bool,
+    #[serde(default)]
+    pub cost_center_required: bool,
+    #[serde(default)]
+    pub amount_required: bool,
+    /// No route may auto-approve this kind.
+    #[serde(default)]
+    pub never_auto: bool,
+    /// Only these roles may appear in this kind's routes (steps and escalations).
+    #[serde(default)]
+    pub only_roles: Vec<Spanned<String>>,
+    /// Hold reasons an approval lifts; built-in kinds have their own default.
+    #[serde(default)]
+    pub waives: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDef {
+    pub id: Spanned<String>,
+    pub kind: Spanned<String>,
+    /// CEL condition; the row always matches without one.
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
+    /// Approved by the policy (recorded with the policy hash and this row's id).
+    #[serde(default)]
+    pub auto: bool,
+    /// Steps in sequence.
+    #[serde(default)]
+    pub steps: Vec<StepDef>,
+    /// `48h`, `3d`: the request expires when undecided this long.
+    #[serde(default)]
+    pub expires_after: Option<Spanned<String>>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    /// One approval by anyone holding one of these roles.
+    #[serde(default)]
+    pub any_of: Option<Vec<Spanned<String>>>,
+    /// One approval per role, each by a different person.
+    #[serde(default)]
+    pub all_of: Option<Vec<Spanned<String>>>,
+    /// `30m`, `4h`, `1d`: undecided this long, the step escalates.
+    #[serde(default)]
+    pub sla: Option<Spanned<String>>,
+    #[serde(default)]
+    pub escalate_to: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

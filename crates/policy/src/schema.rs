@@ -144,6 +144,22 @@ pub const NOW: &[Field] = &[
     f("days_to_promised", Int, "calendar days from the local date to the promised date"),
 ];
 
+/// The approval request being routed: only `[[approvals.route]]` conditions may read it.
+pub const REQUEST: &[Field] = &[
+    f("kind", Str, "approval kind, e.g. `expedited_freight`"),
+    f("reason", Str, "the requester's reason; empty when none"),
+    f("amount", Double, "the amount to approve (e.g. the premium freight quote); 0.0 when none"),
+    f("currency", Str, "ISO 4217 currency of `amount`; empty when none"),
+    f("cost_center", Str, "cost center to book the exception on; empty when none"),
+    f("carrier", Str, "`route_override`: the carrier asked for; empty otherwise"),
+    f("service", Str, "`expedited_freight`: the faster service asked for; empty otherwise"),
+    f("carrier_in_matrix", Bool, "the carrier asked for is allowed for this order by the carrier matrix"),
+    f("shipped_value", Double, "`partial_shipment`: goods value of the units that leave now; 0.0 otherwise"),
+    f("remainder_value", Double, "`partial_shipment`: goods value of the backorder remainder; 0.0 otherwise"),
+    f("by_policy", Bool, "the policy asked for it (a mapped hold), not a person"),
+    f("requester_roles", StrList, "roles of the person who asked"),
+];
+
 /// The variables of the context. `risk` is reserved for the late-departure model.
 pub const ROOTS: &[Field] = &[
     f("order", Obj(ORDER), "the delivery order and what dispatchd derives from it"),
@@ -151,7 +167,46 @@ pub const ROOTS: &[Field] = &[
     f("lines", ObjList(LINE), "the order lines"),
     f("warehouse", Obj(WAREHOUSE), "the warehouse the order leaves from"),
     f("now", Obj(NOW), "the evaluation time with warehouse-local helpers"),
+    f("request", Obj(REQUEST), "the approval request being routed (approval routes only)"),
 ];
+
+/// The values of `request` for one routing.
+#[derive(Debug, Clone, Default)]
+pub struct RequestVals {
+    pub kind: String,
+    pub reason: String,
+    pub amount: f64,
+    pub currency: String,
+    pub cost_center: String,
+    pub carrier: String,
+    pub service: String,
+    pub carrier_in_matrix: bool,
+    pub shipped_value: f64,
+    pub remainder_value: f64,
+    pub by_policy: bool,
+    pub requester_roles: Vec<String>,
+}
+
+/// Binds `request` for an approval route's condition.
+pub fn bind_request<'v>(ctx: &mut Context<'_, 'v>, r: &'v RequestVals) {
+    ctx.add_variable_as_val(
+        "request",
+        obj(vec![
+            ("kind", sb(&r.kind)),
+            ("reason", sb(&r.reason)),
+            ("amount", dv(r.amount)),
+            ("currency", sb(&r.currency)),
+            ("cost_center", sb(&r.cost_center)),
+            ("carrier", sb(&r.carrier)),
+            ("service", sb(&r.service)),
+            ("carrier_in_matrix", bv(r.carrier_in_matrix)),
+            ("shipped_value", dv(r.shipped_value)),
+            ("remainder_value", dv(r.remainder_value)),
+            ("by_policy", bv(r.by_policy)),
+            ("requester_roles", strs(&r.requester_roles)),
+        ]),
+    );
+}
 
 pub const RESERVED: &[&str] = &["risk"];
 

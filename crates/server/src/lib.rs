@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -79,5 +79,6 @@ pub async fn refresh_gauges(app: &AppState) -> Result<(), StoreError> {
         metrics::gauge!("dispatchd_jobs", "kind" => kind, "status" => status).set(n as f64);
     }
     metrics::gauge!("dispatchd_dead_letters").set(dead as f64);
+    crate::approvals::refresh_gauges(app).await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::console;
 use crate::routes::{
-    audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhook_endpoints, webhooks,
+    approvals, audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhook_endpoints, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::routes::{
         insights::order_risk, insights::list_hotspots, insights::list_anomalies,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get_one, webhook_endpoints::delete,
         webhook_endpoints::rotate_secret, webhook_endpoints::enable,
+        approvals::request, approvals::list, approvals::get_one, approvals::decide,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -39,12 +40,15 @@ use crate::routes::{
         webhook_endpoints::EndpointList, webhook_endpoints::SecretRotated,
         ob::OrderRef, ob::OrderReleasedData, ob::OrderHeldData, ob::OrderNoteData, ob::ShipmentData,
         ob::TrackingData, ob::ApprovalData, ob::DeadLetterData, ob::AlertData, ob::EventType,
+        approvals::ApprovalView, approvals::ApprovalList, approvals::DecisionRequest, approvals::OrderRef,
+        dispatch_core::approval::ApprovalDraft, dispatch_core::approval::ApprovalRequest,
     )),
     modifiers(&Bearer, &Webhooks),
     tags((name = "orders", description = "Delivery orders: ingest, query, explain, cancel"),
          (name = "config", description = "Configuration the decisions depend on"),
          (name = "policy", description = "The dispatch policy: read, replace, what-if replay"),
          (name = "carriers", description = "Carrier tracking webhooks and failed bookings (dead letters)"),
+         (name = "approvals", description = "Approval workflows for dispatch exceptions: request, inbox, decide"),
          (name = "odoo", description = "Odoo automation-rule webhooks (hints; the record is fetched from Odoo)"),
          (name = "insights", description = "Decision support: late-departure risk, delay hotspots, anomalies"),
          (name = "webhooks", description = "Outbound webhook subscriptions (Standard Webhooks); the events are under `webhooks`"),

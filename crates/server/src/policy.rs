@@ -69,6 +69,25 @@ impl Evaluator for Active {
         }
         e
     }
+
+    fn policy_id(&self) -> String {
+        self.0.hash.clone()
+    }
+
+    fn approval_for_hold(&self, reason: dispatch_core::HoldReason) -> Option<String> {
+        self.0.approval_kind_for(reason).map(str::to_string)
+    }
+
+    fn route_approval(
+        &self,
+        draft: &dispatch_core::approval::ApprovalDraft,
+        requester_roles: &[dispatch_core::Role],
+        facts: &OrderFacts,
+        warehouse: &Warehouse,
+        now: DateTime<Utc>,
+    ) -> Result<dispatch_core::approval::Routing, dispatch_core::approval::ApprovalError> {
+        self.0.route_approval(draft, requester_roles, facts, warehouse, now)
+    }
 }
 
 /// Compiles a candidate against the configured warehouses.

@@ -110,9 +110,34 @@ impl From<DomainError> for Problem {
             DomainError::IllegalTransition { .. } => {
                 Problem::new(StatusCode::CONFLICT, "illegal-transition", "Not possible in this state", e.to_string())
             }
+            DomainError::Approval(a) => a.into(),
             DomainError::Corrupt(msg) => {
                 tracing::error!(%msg, "corrupt event stream");
                 Problem::internal()
+            }
+        }
+    }
+}
+
+impl From<dispatch_core::approval::ApprovalError> for Problem {
+    fn from(e: dispatch_core::approval::ApprovalError) -> Self {
+        use dispatch_core::approval::ApprovalError as A;
+        match e {
+            A::NotFound(id) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("approval request `{id}` does not exist; list open ones with GET /api/v1/approvals?inbox=me"),
+            ),
+            A::Forbidden(detail) => {
+                Problem::new(StatusCode::FORBIDDEN, "approval-not-allowed", "You may not decide this", detail)
+            }
+            A::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "approval-conflict", "The approval request moved on", detail)
+            }
+            A::Invalid(errors) => Problem::validation(errors),
+            A::NoRoute(detail) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no-approval-route", "No approval route", detail)
             }
         }
     }

@@ -122,7 +122,8 @@ pub async fn write_one<T: WriteTx>(
     // Fold everything in memory first: a refused stream must not leave half its rows behind.
     let mut state = current.clone();
     let mut events = Vec::with_capacity(decided.len());
-    for data in decided {
+    for mut data in decided {
+        dispatch_core::approval::bind_ids(&mut data, &order_id, state.as_ref());
         let version = state.as_ref().map_or(1, |o| o.version + 1);
         let ev = Event {
             order_id: order_id.clone(),

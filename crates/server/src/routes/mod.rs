@@ -10,6 +10,7 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod approvals;
 pub mod audit;
 pub mod dead_letters;
 pub mod insights;
@@ -66,6 +67,10 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::POST, "/api/v1/policy/replay", Requires(ReplayPolicy), post(policy::replay)),
         r(Method::GET, "/api/v1/dead-letters", Requires(ReadOrders), get(dead_letters::list)),
         r(Method::POST, "/api/v1/dead-letters/{id}/retry", Requires(ReprocessDeadLetters), post(dead_letters::retry)),
+        r(Method::POST, "/api/v1/orders/{id}/approval-requests", Requires(RequestApprovals), post(approvals::request)),
+        r(Method::GET, "/api/v1/approvals", Requires(ReadApprovals), get(approvals::list)),
+        r(Method::GET, "/api/v1/approvals/{id}", Requires(ReadApprovals), get(approvals::get_one)),
+        r(Method::POST, "/api/v1/approvals/{id}/decisions", Requires(DecideApprovals), post(approvals::decide)),
         r(Method::POST, "/webhooks/carriers/{carrier}", Signed, post(webhooks::carrier)),
         r(Method::GET, "/api/v1/audit", Requires(ReadAudit), get(audit::list)),
         r(Method::GET, "/console/login", Public, get(crate::console::login_page)),

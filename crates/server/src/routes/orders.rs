@@ -173,12 +173,12 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// `If-Match: "3"` (or `3`): the version the caller last saw.
-fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+pub(crate) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
     let s = v.to_str().unwrap_or("").trim().trim_start_matches("W/").trim_matches('"');
     s.parse::<u64>().map(Some).map_err(|_| {
@@ -186,7 +186,7 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     })
 }
 
-fn idempotency(
+pub(crate) fn idempotency(
     headers: &HeaderMap,
     principal: &Principal,
     what: &str,

@@ -92,7 +92,11 @@ async fn attempt(
     Ok((results, enqueued))
 }
 
-async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>, follow_ups: dispatch_core::effects::FollowUpConfig) -> bool {
+async fn commit_batch(
+    conn: &mut PgConnection,
+    batch: Vec<Pending>,
+    follow_ups: dispatch_core::effects::FollowUpConfig,
+) -> bool {
     let mut last_error = None;
     for n in 0..ATTEMPTS {
         match attempt(conn, &batch, follow_ups).await {

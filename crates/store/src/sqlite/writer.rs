@@ -485,12 +485,20 @@ async fn write_one(
 
     // Follow-up jobs depend on the state before the write only when readiness was evaluated
     // (that is how an order becomes released); keep a copy only then.
-    let evaluated = events.iter().any(|e| matches!(e, dispatch_core::EventData::Evaluated(_)));
+    let evaluated = events.iter().any(|e| {
+        matches!(
+            e,
+            dispatch_core::EventData::Evaluated(_)
+                | dispatch_core::EventData::ApprovalRequested { .. }
+                | dispatch_core::EventData::ApprovalClosed { .. }
+        )
+    });
     let before = if evaluated { current.clone() } else { None };
     // Fold everything in memory first: a refused stream must not leave half its rows behind.
     let mut state = current;
     let mut stored = Vec::with_capacity(events.len());
-    for data in events {
+    for mut data in events {
+        dispatch_core::approval::bind_ids(&mut data, &order_id, state.as_ref());
         let version = state.as_ref().map_or(1, |o| o.version + 1);
         let ev = Event {
             order_id: order_id.clone(),
