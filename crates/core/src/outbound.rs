@@ -354,15 +354,48 @@ pub fn map_event(ev: &Event, order: OrderRef, before: Option<OrderState>, after:
                 detail: update.detail.clone(),
             },
         ),
-        _ => map_approval_event(ev, order),
+        _ => map_approval_event(ev, order, after),
     }
 }
 
-/// Approval events (`approval.requested`, `approval.decided`) → [`ApprovalData`]. The approval
-/// workflow adds its event variants to `EventData`; map them here (the catalogue entries and
-/// payload schema exist already).
-pub fn map_approval_event(_ev: &Event, _order: OrderRef) -> Option<Message> {
-    None
+/// Approval events (`approval.requested`, `approval.decided`) → [`ApprovalData`]. Escalations
+/// and closings stay on the order's timeline; `approval.decided` carries each decision.
+pub fn map_approval_event(ev: &Event, order: OrderRef, after: &Order) -> Option<Message> {
+    let role_codes = |roles: &[crate::vocab::Role]| roles.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    match &ev.data {
+        EventData::ApprovalRequested { request } => msg(
+            ev,
+            EventType::ApprovalRequested,
+            ApprovalData {
+                order,
+                approval_id: request.id.clone(),
+                kind: request.draft.kind.clone(),
+                status: "pending".into(),
+                roles: request.steps.first().map(|s| role_codes(&s.spec.roles)).unwrap_or_default(),
+                reason: request.draft.reason.clone(),
+            },
+        ),
+        EventData::ApprovalDecided { approval_id, step, verdict, .. } => {
+            let request = after.approvals.iter().find(|a| &a.id == approval_id)?;
+            msg(
+                ev,
+                EventType::ApprovalDecided,
+                ApprovalData {
+                    order,
+                    approval_id: approval_id.clone(),
+                    kind: request.draft.kind.clone(),
+                    status: match verdict {
+                        crate::approval::Verdict::Approve => "approved",
+                        crate::approval::Verdict::Reject => "rejected",
+                    }
+                    .into(),
+                    roles: request.steps.get(*step).map(|s| role_codes(&s.spec.roles)).unwrap_or_default(),
+                    reason: request.draft.reason.clone(),
+                },
+            )
+        }
+        _ => None,
+    }
 }
 
 /// The Standard Webhooks retry schedule: the delay before attempt `n` (1-based). Attempt 1 is
