@@ -168,9 +168,10 @@ impl TokenCache {
 
 /// Resolves a bearer token to its principal, or says why not (the same answer for an unknown
 /// token, a wrong secret, a revoked or expired token and a disabled user, so tokens cannot be
-/// probed). With `fresh`, the cache is bypassed: state-changing requests always see the
-/// current token and user, so a revocation, a disabled user or a removed role takes effect on
-/// the next such request; reads may use an answer up to [`CACHE_TTL`] old.
+/// probed). With `fresh` (state-changing requests), a user's token bypasses the cache: the
+/// current token and user are read, so a revocation, a disabled user or a removed role takes
+/// effect on the next such request. Reads, and service tokens, may use an answer up to
+/// [`CACHE_TTL`] old.
 pub async fn authenticate(
     store: &dyn Store,
     cache: &TokenCache,
@@ -180,7 +181,11 @@ pub async fn authenticate(
 ) -> Result<Principal, Problem> {
     const BAD: &str = "the bearer token is not valid; create one with `dispatchd token create`";
     let cache_key = hash_secret(token);
-    if !fresh && let Some(p) = cache.get(&cache_key) {
+    // A service token's answer may be reused for writes too (it is the bulk-sync hot path, and
+    // its revocation takes effect within the TTL); a person's never is, for segregation of duties.
+    if let Some(p) = cache.get(&cache_key)
+        && (!fresh || p.user.is_none())
+    {
         return Ok(p);
     }
     let mut parts = token.splitn(3, '_');

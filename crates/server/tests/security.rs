@@ -86,7 +86,7 @@ async fn a_removed_role_or_a_disabled_user_takes_effect_on_the_next_write() {
     assert_eq!(roles["items"][0]["before"], r#"{"roles":["dispatcher","supervisor"]}"#);
     assert_eq!(roles["items"][0]["after"], r#"{"roles":["dispatcher"]}"#);
 
-    identity::revoke_token(s, "cli:test", &token.split('_').nth(1).unwrap().to_string(), start_time()).await.unwrap();
+    identity::revoke_token(s, "cli:test", token.split('_').nth(1).unwrap(), start_time()).await.unwrap();
     assert_eq!(app.post("/api/v1/orders", &order("ANA/4"), &token).await.status(), 401);
 }
 
