@@ -366,3 +366,20 @@ async fn console_session_cookie_and_sign_out() {
         .collect();
     assert_eq!(actions, ["console.signed_in", "console.signed_out"]);
 }
+
+#[tokio::test]
+async fn a_misspelt_replay_parameter_is_refused_not_ignored() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .post(format!("{}/api/v1/policy/replay?sinse=2026-11-01", app.url))
+        .bearer_auth(app.admin())
+        .header("content-type", "application/toml")
+        .body(dispatch_policy::DEFAULT_POLICY)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("sinse"), "{body}");
+}
