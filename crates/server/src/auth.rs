@@ -224,13 +224,23 @@ pub async fn authenticate(
 /// Middleware for `/api/v1`: every request needs a valid bearer token.
 pub async fn require_token(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    // The console's session authenticates reads only: writes need a token (or, later, a form
+    // with the session's CSRF token), so a forged cross-site request can change nothing.
+    if header.is_none()
+        && read
+        && let Some((_, p)) = crate::console::session_user(&app, req.headers()).await
+    {
+        req.extensions_mut().insert(p);
+        return next.run(req).await;
+    }
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
         return Problem::unauthorized(
             "send `Authorization: Bearer <token>`; create a token with `dispatchd token create`",
         )
         .into_response();
     };
-    let fresh = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let fresh = !read;
     match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now(), fresh).await {
         Ok(p) => {
             if let Err(retry) = app.limiters.per_token.take(&p.token_id, std::time::Instant::now()) {

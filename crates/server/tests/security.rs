@@ -334,6 +334,14 @@ async fn console_session_cookie_and_sign_out() {
         .unwrap();
     assert!(page.contains("Signed in as <strong>ana</strong>"), "{page}");
     let session_csrf = hidden_csrf(&page);
+    // The session reads the API (GET) but cannot write through it.
+    let with_cookie = |m: reqwest::Method, path: &str| {
+        client.request(m, format!("{}{path}", app.url)).header("cookie", format!("dsp_session={session}"))
+    };
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/orders").send().await.unwrap().status(), 200);
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/audit").send().await.unwrap().status(), 403);
+    let post = with_cookie(reqwest::Method::POST, "/api/v1/orders").json(&order("S/1")).send().await.unwrap();
+    assert_eq!(post.status(), 401);
 
     let logout = |csrf: String| {
         client
@@ -356,6 +364,7 @@ async fn console_session_cookie_and_sign_out() {
         .await
         .unwrap();
     assert!(after.contains("<h1>Sign in</h1>"), "{after}");
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/orders").send().await.unwrap().status(), 401);
     let actions: Vec<String> = app
         .store
         .audit_entries(&dispatch_store::AuditQuery { actor: Some("user:ana".into()), limit: 10, ..Default::default() })
