@@ -214,7 +214,7 @@ mod tests {
             at: DateTime::from_timestamp_micros(1_790_000_000_000_000 + i as i64).unwrap(),
             actor: format!("user:u{i}"),
             roles: vec!["dispatcher".into()],
-            request_id: (i % 2 == 0).then(|| format!("req-{i}")),
+            request_id: i.is_multiple_of(2).then(|| format!("req-{i}")),
             action: "order.evaluated".into(),
             subject: format!("order:ord_{i}@1"),
             before: None,

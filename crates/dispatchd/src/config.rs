@@ -280,6 +280,20 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_load_from_the_file_and_a_typo_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[security]\nper_token_rps = 5.0\nsecure_cookies = false\n").unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.security.per_token_rps, 5.0);
+        assert!(!c.security.secure_cookies);
+        assert_eq!(c.security.lockout_secs, dispatch_server::limits::SecurityConfig::default().lockout_secs);
+        std::fs::write(&file, "[security]\nper_tokn_rps = 5.0\n").unwrap();
+        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("per_tokn_rps"), "{e:#}");
+    }
+
+    #[test]
     fn carriers_and_booking_load_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -168,9 +168,10 @@ impl TokenCache {
 
 /// Resolves a bearer token to its principal, or says why not (the same answer for an unknown
 /// token, a wrong secret, a revoked or expired token and a disabled user, so tokens cannot be
-/// probed). With `fresh`, the cache is bypassed: state-changing requests always see the
-/// current token and user, so a revocation, a disabled user or a removed role takes effect on
-/// the next such request; reads may use an answer up to [`CACHE_TTL`] old.
+/// probed). With `fresh` (state-changing requests), a user's token bypasses the cache: the
+/// current token and user are read, so a revocation, a disabled user or a removed role takes
+/// effect on the next such request. Reads, and service tokens, may use an answer up to
+/// [`CACHE_TTL`] old.
 pub async fn authenticate(
     store: &dyn Store,
     cache: &TokenCache,
@@ -180,7 +181,11 @@ pub async fn authenticate(
 ) -> Result<Principal, Problem> {
     const BAD: &str = "the bearer token is not valid; create one with `dispatchd token create`";
     let cache_key = hash_secret(token);
-    if !fresh && let Some(p) = cache.get(&cache_key) {
+    // A service token's answer may be reused for writes too (it is the bulk-sync hot path, and
+    // its revocation takes effect within the TTL); a person's never is, for segregation of duties.
+    if let Some(p) = cache.get(&cache_key)
+        && (!fresh || p.user.is_none())
+    {
         return Ok(p);
     }
     let mut parts = token.splitn(3, '_');
@@ -219,13 +224,23 @@ pub async fn authenticate(
 /// Middleware for `/api/v1`: every request needs a valid bearer token.
 pub async fn require_token(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    // The console's session authenticates reads only: writes need a token (or, later, a form
+    // with the session's CSRF token), so a forged cross-site request can change nothing.
+    if header.is_none()
+        && read
+        && let Some((_, p)) = crate::console::session_user(&app, req.headers()).await
+    {
+        req.extensions_mut().insert(p);
+        return next.run(req).await;
+    }
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
         return Problem::unauthorized(
             "send `Authorization: Bearer <token>`; create a token with `dispatchd token create`",
         )
         .into_response();
     };
-    let fresh = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let fresh = !read;
     match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now(), fresh).await {
         Ok(p) => {
             if let Err(retry) = app.limiters.per_token.take(&p.token_id, std::time::Instant::now()) {

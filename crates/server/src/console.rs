@@ -201,13 +201,11 @@ fn forbidden_csrf(app: &AppState) -> Response {
     fresh_form(app, StatusCode::FORBIDDEN, Some("The form expired or did not come from this site; please try again."))
 }
 
-fn parse_form<T: serde::de::DeserializeOwned>(req: Request) -> impl Future<Output = Option<(HeaderMap, T)>> {
-    async move {
-        let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, 64 * 1024).await.ok()?;
-        let form: T = serde_urlencoded::from_bytes(&bytes).ok()?;
-        Some((parts.headers, form))
-    }
+async fn parse_form<T: serde::de::DeserializeOwned>(req: Request) -> Option<(HeaderMap, T)> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.ok()?;
+    let form: T = serde_urlencoded::from_bytes(&bytes).ok()?;
+    Some((parts.headers, form))
 }
 
 const FAILED: &str = "Sign-in failed: unknown user or wrong password.";

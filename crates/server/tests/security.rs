@@ -86,7 +86,7 @@ async fn a_removed_role_or_a_disabled_user_takes_effect_on_the_next_write() {
     assert_eq!(roles["items"][0]["before"], r#"{"roles":["dispatcher","supervisor"]}"#);
     assert_eq!(roles["items"][0]["after"], r#"{"roles":["dispatcher"]}"#);
 
-    identity::revoke_token(s, "cli:test", &token.split('_').nth(1).unwrap().to_string(), start_time()).await.unwrap();
+    identity::revoke_token(s, "cli:test", token.split('_').nth(1).unwrap(), start_time()).await.unwrap();
     assert_eq!(app.post("/api/v1/orders", &order("ANA/4"), &token).await.status(), 401);
 }
 
@@ -334,6 +334,14 @@ async fn console_session_cookie_and_sign_out() {
         .unwrap();
     assert!(page.contains("Signed in as <strong>ana</strong>"), "{page}");
     let session_csrf = hidden_csrf(&page);
+    // The session reads the API (GET) but cannot write through it.
+    let with_cookie = |m: reqwest::Method, path: &str| {
+        client.request(m, format!("{}{path}", app.url)).header("cookie", format!("dsp_session={session}"))
+    };
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/orders").send().await.unwrap().status(), 200);
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/audit").send().await.unwrap().status(), 403);
+    let post = with_cookie(reqwest::Method::POST, "/api/v1/orders").json(&order("S/1")).send().await.unwrap();
+    assert_eq!(post.status(), 401);
 
     let logout = |csrf: String| {
         client
@@ -356,6 +364,7 @@ async fn console_session_cookie_and_sign_out() {
         .await
         .unwrap();
     assert!(after.contains("<h1>Sign in</h1>"), "{after}");
+    assert_eq!(with_cookie(reqwest::Method::GET, "/api/v1/orders").send().await.unwrap().status(), 401);
     let actions: Vec<String> = app
         .store
         .audit_entries(&dispatch_store::AuditQuery { actor: Some("user:ana".into()), limit: 10, ..Default::default() })
@@ -365,4 +374,21 @@ async fn console_session_cookie_and_sign_out() {
         .map(|e| e.draft.action)
         .collect();
     assert_eq!(actions, ["console.signed_in", "console.signed_out"]);
+}
+
+#[tokio::test]
+async fn a_misspelt_replay_parameter_is_refused_not_ignored() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .post(format!("{}/api/v1/policy/replay?sinse=2026-11-01", app.url))
+        .bearer_auth(app.admin())
+        .header("content-type", "application/toml")
+        .body(dispatch_policy::DEFAULT_POLICY)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("sinse"), "{body}");
 }

@@ -135,10 +135,10 @@ async fn concurrent_writers_and_appends_keep_one_gap_free_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (_loc, store) = open(&dir).await;
     let mut tasks = Vec::new();
-    for i in 0..200 {
+    for i in 0..200u32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 store.append_audit(vec![draft("policy.changed", "policy")]).await.map(|_| ())
             } else {
                 store.execute(upsert(&format!("C/{i}"), "token:erp", &["integration"], "r")).await.map(|_| ())
@@ -334,8 +334,8 @@ async fn two_nodes_writing_at_once_keep_one_chain() {
     let (loc, a) = open(&dir).await;
     let b = loc.open().await;
     let mut tasks = Vec::new();
-    for i in 0..120 {
-        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+    for i in 0..120u32 {
+        let node = if i.is_multiple_of(2) { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             node.execute(upsert(&format!("N/{i}"), "token:erp", &["integration"], "r")).await.map(|_| ())
         }));

@@ -79,7 +79,7 @@ async fn attempt(
     let audit = std::mem::take(&mut io.audit);
     if !audit.is_empty() {
         // Last, so the chain head (locked until commit) is held as briefly as possible.
-        super::security::append_chain(&mut *tx, audit).await.map_err(|e| match e {
+        super::security::append_chain(&mut tx, audit).await.map_err(|e| match e {
             StoreError::Db(e) => e,
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
