@@ -1052,6 +1052,40 @@ mod tests {
         assert!(run(Some(in_state(OrderState::Booked)), ask("credit_hold_release")).is_err());
     }
 
+    /// Like `run`, but also returns the outbound messages the step publishes.
+    fn run_published(state: Option<Order>, cmd: Command) -> (Order, Vec<crate::outbound::Message>) {
+        let w = whs();
+        let events = decide(state.as_ref(), cmd, &Ctx::new(now(), &w)).unwrap();
+        let mut s = state.clone();
+        let mut stored = Vec::new();
+        for data in events {
+            let version = s.as_ref().map_or(1, |o| o.version + 1);
+            let ev =
+                Event { order_id: "ord_1".into(), version, at: now(), actor: "test".into(), request_id: None, data };
+            s = Some(apply(s, &ev).unwrap());
+            stored.push(ev);
+        }
+        let after = s.unwrap();
+        let messages = crate::outbound::messages(state.as_ref(), &after, &stored);
+        (after, messages)
+    }
+
+    #[test]
+    fn approval_requests_and_decisions_are_published_to_subscribers() {
+        let (waiting, sent) = run_published(Some(credit_held()), ask("credit_hold_release"));
+        let requested = sent.iter().find(|m| m.event_type.code() == "approval.requested").expect("published");
+        assert_eq!(requested.data["kind"], "credit_hold_release");
+        assert_eq!(requested.data["status"], "pending");
+        assert!(!requested.data["roles"].as_array().unwrap().is_empty(), "who may decide is named");
+        let id = waiting.approvals[0].id.clone();
+        let (_, sent) = run_published(Some(waiting), verdict(&id, "token:sam", &[Role::Supervisor], Verdict::Reject));
+        let decided = sent.iter().find(|m| m.event_type.code() == "approval.decided").expect("published");
+        assert_eq!(
+            (decided.data["approval_id"].as_str(), decided.data["status"].as_str()),
+            (Some(id.as_str()), Some("rejected"))
+        );
+    }
+
     #[test]
     fn an_approved_partial_shipment_splits_the_order() {
         let mut f = facts();

@@ -25,6 +25,8 @@ pub enum EventType {
     ApprovalRequested,
     #[serde(rename = "approval.decided")]
     ApprovalDecided,
+    #[serde(rename = "approval.escalated")]
+    ApprovalEscalated,
     #[serde(rename = "shipment.booked")]
     ShipmentBooked,
     #[serde(rename = "shipment.dispatched")]
@@ -48,6 +50,7 @@ impl EventType {
         EventType::OrderException,
         EventType::ApprovalRequested,
         EventType::ApprovalDecided,
+        EventType::ApprovalEscalated,
         EventType::ShipmentBooked,
         EventType::ShipmentDispatched,
         EventType::TrackingUpdated,
@@ -64,6 +67,7 @@ impl EventType {
             EventType::OrderException => "order.exception",
             EventType::ApprovalRequested => "approval.requested",
             EventType::ApprovalDecided => "approval.decided",
+            EventType::ApprovalEscalated => "approval.escalated",
             EventType::ShipmentBooked => "shipment.booked",
             EventType::ShipmentDispatched => "shipment.dispatched",
             EventType::TrackingUpdated => "tracking.updated",
@@ -88,6 +92,7 @@ impl EventType {
             }
             EventType::ApprovalRequested => "An exception needs an approval decision.",
             EventType::ApprovalDecided => "An approval was approved or rejected.",
+            EventType::ApprovalEscalated => "An approval step waited past its SLA; the roles named may decide it now.",
             EventType::ShipmentBooked => "The order was booked with a carrier.",
             EventType::ShipmentDispatched => "The first departure scan: the shipment left the warehouse.",
             EventType::TrackingUpdated => "The carrier reported a new shipment status.",
@@ -105,7 +110,7 @@ impl EventType {
             EventType::OrderReleased => "OrderReleasedData",
             EventType::OrderHeld => "OrderHeldData",
             EventType::OrderCancelled | EventType::OrderException => "OrderNoteData",
-            EventType::ApprovalRequested | EventType::ApprovalDecided => "ApprovalData",
+            EventType::ApprovalRequested | EventType::ApprovalDecided | EventType::ApprovalEscalated => "ApprovalData",
             EventType::ShipmentBooked | EventType::ShipmentDispatched | EventType::OrderDelivered => "ShipmentData",
             EventType::TrackingUpdated => "TrackingData",
             EventType::DeadLetterCreated => "DeadLetterData",
@@ -197,7 +202,8 @@ pub struct ApprovalData {
     pub approval_id: String,
     /// Approval kind, e.g. `expedited_freight`.
     pub kind: String,
-    /// `pending` on `approval.requested`; `approved` or `rejected` on `approval.decided`.
+    /// `pending` on `approval.requested`; `approved` or `rejected` on `approval.decided`;
+    /// `escalated` on `approval.escalated`.
     pub status: String,
     /// Roles that may decide.
     pub roles: Vec<String>,
@@ -358,8 +364,9 @@ pub fn map_event(ev: &Event, order: OrderRef, before: Option<OrderState>, after:
     }
 }
 
-/// Approval events (`approval.requested`, `approval.decided`) → [`ApprovalData`]. Escalations
-/// and closings stay on the order's timeline; `approval.decided` carries each decision.
+/// Approval events (`approval.requested`, `approval.decided`, `approval.escalated`) →
+/// [`ApprovalData`]; `roles` are the roles that may decide (after an escalation: the roles it
+/// escalated to). Closings stay on the order's timeline.
 pub fn map_approval_event(ev: &Event, order: OrderRef, after: &Order) -> Option<Message> {
     let role_codes = |roles: &[crate::vocab::Role]| roles.iter().map(|r| r.to_string()).collect::<Vec<_>>();
     match &ev.data {
@@ -390,6 +397,21 @@ pub fn map_approval_event(ev: &Event, order: OrderRef, after: &Order) -> Option<
                     }
                     .into(),
                     roles: request.steps.get(*step).map(|s| role_codes(&s.spec.roles)).unwrap_or_default(),
+                    reason: request.draft.reason.clone(),
+                },
+            )
+        }
+        EventData::ApprovalEscalated { approval_id, to, .. } => {
+            let request = after.approvals.iter().find(|a| &a.id == approval_id)?;
+            msg(
+                ev,
+                EventType::ApprovalEscalated,
+                ApprovalData {
+                    order,
+                    approval_id: approval_id.clone(),
+                    kind: request.draft.kind.clone(),
+                    status: "escalated".into(),
+                    roles: role_codes(to),
                     reason: request.draft.reason.clone(),
                 },
             )
