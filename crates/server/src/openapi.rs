@@ -40,7 +40,7 @@ use crate::routes::{
         webhook_endpoints::EndpointList, webhook_endpoints::SecretRotated,
         ob::OrderRef, ob::OrderReleasedData, ob::OrderHeldData, ob::OrderNoteData, ob::ShipmentData,
         ob::TrackingData, ob::ApprovalData, ob::DeadLetterData, ob::AlertData, ob::EventType,
-        approvals::ApprovalView, approvals::ApprovalList, approvals::DecisionRequest, approvals::OrderRef,
+        approvals::ApprovalView, approvals::ApprovalList, approvals::DecisionRequest, approvals::ApprovalOrder,
         dispatch_core::approval::ApprovalDraft, dispatch_core::approval::ApprovalRequest,
     )),
     modifiers(&Bearer, &Webhooks),

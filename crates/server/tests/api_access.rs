@@ -73,6 +73,11 @@ async fn probes_metrics_and_the_api_document_are_public() {
         assert!(path[spec.method.as_str().to_lowercase()].is_object(), "{} {} undocumented", spec.method, spec.path);
     }
     assert!(doc["components"]["schemas"]["OrderFacts"].is_object());
+    // Schema names are global: two payloads once shared `OrderRef` and one silently replaced
+    // the other. Each must keep its own shape.
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["OrderRef"]["properties"]["order_id"].is_object(), "outbound OrderRef: {}", schemas["OrderRef"]);
+    assert!(schemas["ApprovalOrder"]["properties"]["value"].is_object(), "{}", schemas["ApprovalOrder"]);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

@@ -25,7 +25,7 @@ use crate::problem::Problem;
 
 /// The order a request is about, in brief.
 #[derive(Serialize, ToSchema)]
-pub struct OrderRef {
+pub struct ApprovalOrder {
     pub id: String,
     pub external_id: String,
     pub warehouse: String,
@@ -41,7 +41,7 @@ pub struct OrderRef {
 pub struct ApprovalView {
     #[serde(flatten)]
     pub request: ApprovalRequest,
-    pub order: OrderRef,
+    pub order: ApprovalOrder,
     /// Index (from 0) of the step to decide now; `null` once closed.
     pub current_step: Option<usize>,
     /// Roles that may decide the current step now.
@@ -91,7 +91,7 @@ fn view(order: &Order, a: &ApprovalRequest, p: &Principal) -> ApprovalView {
     let current = a.current_step();
     ApprovalView {
         request: a.clone(),
-        order: OrderRef {
+        order: ApprovalOrder {
             id: order.id.clone(),
             external_id: order.facts.external_id.clone(),
             warehouse: order.facts.warehouse.clone(),
