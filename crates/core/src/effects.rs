@@ -26,12 +26,22 @@ pub const ODOO_WRITEBACK: &str = "odoo_writeback";
 /// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
 pub const ODOO_SOURCE: &str = "odoo";
 
-/// Which optional follow-ups this deployment wants. Write-back jobs are enqueued only when a
-/// connector will take them, so an integration that is not configured never fills the outbox.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which optional follow-ups this deployment wants. Jobs are enqueued only when something
+/// will take them, so an integration that is not configured never fills the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowUpConfig {
     /// `[odoo]` is configured: write state, tracking and notes back to Odoo pickings.
     pub odoo_writeback: bool,
+    /// Someone listens to order changes (a webhook endpoint or a notification rule): write a
+    /// `publish_event` job per outbound message.
+    pub publish_events: bool,
+}
+
+impl Default for FollowUpConfig {
+    /// Publishing on, write-back off: what a deployment without a connector wants.
+    fn default() -> Self {
+        FollowUpConfig { odoo_writeback: false, publish_events: true }
+    }
 }
 
 /// What must happen because `before` became `after` through `events`.
@@ -44,7 +54,8 @@ pub fn follow_ups(
     let mut out = Vec::new();
     // Every outbound message is written with the events that caused it (at-least-once: the
     // publisher fans it out later, even after a crash).
-    for m in crate::outbound::messages(before, after, events) {
+    let messages = if cfg.publish_events { crate::outbound::messages(before, after, events) } else { Vec::new() };
+    for m in messages {
         out.push(FollowUp {
             kind: PUBLISH_EVENT,
             dedupe_key: format!("{PUBLISH_EVENT}:{}", m.id),
@@ -111,7 +122,7 @@ pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true };
+    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true, publish_events: true };
 
     fn order(state: OrderState, version: u64) -> Order {
         let facts = crate::readiness::tests::facts();
@@ -170,5 +181,28 @@ mod tests {
         assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
         assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
         assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);
+    }
+
+    #[test]
+    fn changes_are_published_only_when_someone_listens() {
+        let released = order(OrderState::Released, 2);
+        let cancelled = order(OrderState::Cancelled, 3);
+        let ev = crate::Event {
+            order_id: "ord_1".into(),
+            version: 3,
+            at: cancelled.updated_at,
+            actor: "test".into(),
+            request_id: None,
+            data: crate::EventData::Cancelled { reason: None },
+        };
+        let kinds = |cfg| {
+            follow_ups(Some(&released), &cancelled, std::slice::from_ref(&ev), cfg)
+                .iter()
+                .map(|f| f.kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(FollowUpConfig::default()), vec![PUBLISH_EVENT], "a listener hears of the cancellation");
+        let quiet = FollowUpConfig { publish_events: false, ..FollowUpConfig::default() };
+        assert!(kinds(quiet).is_empty(), "nobody listens: no publish job");
     }
 }

@@ -11,7 +11,9 @@ use dispatch_policy::Policy;
 use dispatch_server::AppState;
 use dispatch_server::clock::Clock;
 use dispatch_server::policy::{Active, PolicyState};
-use dispatch_store::{OrderWrite, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Target, WriteMeta, decision};
+use dispatch_store::{
+    OrderWrite, PgOptions, PgStore, PublishEvents, SqliteOptions, SqliteStore, Store, Target, WriteMeta, decision,
+};
 use futures::StreamExt;
 
 use dispatch_integrations::Carriers;
@@ -24,8 +26,17 @@ use crate::scheduler::{
 use crate::workers::BookingWorker;
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
-    // Write-back jobs only when a connector will take them.
-    let follow_ups = dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some() };
+    // Write-back jobs only when a connector will take them; publish jobs only when someone
+    // listens: notification rules hear every change, webhook endpoints only while one is active.
+    let follow_ups =
+        dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some(), publish_events: true };
+    let publish = if cfg.notifications.enabled {
+        PublishEvents::Always
+    } else if cfg.webhooks.enabled {
+        PublishEvents::WhileSubscribed
+    } else {
+        PublishEvents::Never
+    };
     match cfg.database()? {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -35,6 +46,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             let mut opts = SqliteOptions::new(&path);
             opts.durability = cfg.durability;
             opts.follow_ups = follow_ups;
+            opts.publish = publish;
             let store =
                 SqliteStore::open(opts).await.with_context(|| format!("cannot open database {}", path.display()))?;
             Ok(Arc::new(store))
@@ -43,6 +55,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             let shown = Database::Postgres(url.clone()).to_string();
             let mut opts = PgOptions::new(url);
             opts.follow_ups = follow_ups;
+            opts.publish = publish;
             let store = PgStore::open(opts)
                 .await
                 .with_context(|| format!("cannot open database {shown}; is PostgreSQL running and the URL right?"))?;

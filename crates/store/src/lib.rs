@@ -28,6 +28,22 @@ pub use security::{AuditQuery, SealedSecret, SecurityStore, SessionRecord, UserR
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use time::{from_micros, to_micros};
 
+/// When order changes are written as `publish_event` jobs (for webhooks and notifications).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PublishEvents {
+    /// Every change (notification rules listen to all of them).
+    #[default]
+    Always,
+    /// Only while an active webhook endpoint exists. Checked inside each write transaction,
+    /// so an endpoint created on another node counts from its commit on, and a deployment
+    /// nobody subscribes to does not fill the outbox with jobs that fan out to nothing.
+    WhileSubscribed,
+    Never,
+}
+
+/// SQL (both backends) answering "is any webhook endpoint active?".
+pub(crate) const ENDPOINT_ACTIVE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'active')";
+
 /// The decision function of a write: the current order (if any) in, events out. It runs
 /// inside the write transaction, so what it sees is what it changes. It is pure, so a backend
 /// may run it again when a transaction must be retried (a deadlock between nodes).

@@ -52,15 +52,26 @@ impl Location {
 
     /// Opens the store with these optional follow-ups (e.g. Odoo write-back jobs) enabled.
     pub async fn open_with(&self, follow_ups: dispatch_core::effects::FollowUpConfig) -> Arc<dyn Store> {
+        self.open_publishing(follow_ups, crate::PublishEvents::Always).await
+    }
+
+    /// Opens the store with these follow-ups, publishing changes when `publish` says.
+    pub async fn open_publishing(
+        &self,
+        follow_ups: dispatch_core::effects::FollowUpConfig,
+        publish: crate::PublishEvents,
+    ) -> Arc<dyn Store> {
         match self {
             Location::Sqlite(p) => {
                 let mut o = SqliteOptions::new(p);
                 o.follow_ups = follow_ups;
+                o.publish = publish;
                 Arc::new(SqliteStore::open(o).await.expect("open SQLite"))
             }
             Location::Postgres(url) => {
                 let mut o = PgOptions::new(url);
                 o.follow_ups = follow_ups;
+                o.publish = publish;
                 Arc::new(PgStore::open(o).await.expect("open PostgreSQL"))
             }
         }

@@ -174,3 +174,51 @@ async fn notifications_are_recorded_once_per_key_with_their_status_and_purged_wh
     assert_eq!(left[0].status, "queued");
     store.close().await;
 }
+
+/// `PublishEvents::WhileSubscribed`: no endpoint, no publish job; an active endpoint (seen by
+/// the next write transaction), a publish job; a disabled one, none again.
+#[tokio::test]
+async fn changes_are_published_only_while_an_endpoint_is_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Location::fresh(dir.path())
+        .await
+        .open_publishing(Default::default(), dispatch_store::PublishEvents::WhileSubscribed)
+        .await;
+    let w: Warehouse = serde_json::from_value(serde_json::json!({
+        "code": "AMS", "country": "NL", "timezone": "Europe/Amsterdam", "cutoffs": {"next_day": "17:00"}
+    }))
+    .unwrap();
+    let whs = Arc::new(Warehouses::new(vec![w]).unwrap());
+    let upsert = |n: u32| {
+        let facts: OrderFacts = serde_json::from_value(serde_json::json!({
+            "source": "odoo", "external_id": format!("X/{n}"), "warehouse": "AMS",
+            "customer": {"id": "C-1"}, "service_level": "next_day", "promised_date": "2026-11-27",
+            "ship_to": {"name": "A", "street": "Damrak 1", "city": "Amsterdam", "postcode": "1012 LG", "country": "NL"},
+            "lines": [{"sku": "P-1", "qty": 4, "qty_allocated": 0, "unit_value": 10.0}]
+        }))
+        .unwrap();
+        let cmd = Command::Upsert { facts: Box::new(facts), expected_version: None };
+        let whs = whs.clone();
+        OrderWrite {
+            target: Target::NaturalKey { source: "odoo".into(), external_id: format!("X/{n}") },
+            meta: WriteMeta { actor: "t".into(), roles: vec![], request_id: None, at: now() },
+            idempotency: None,
+            decide: Box::new(move |cur| decide(cur, cmd.clone(), &Ctx::new(now(), &whs))),
+        }
+    };
+    let published = |store: Arc<dyn dispatch_store::Store>| async move {
+        store.claim_jobs("w", &["publish_event"], 10, now(), Duration::seconds(30)).await.unwrap().len()
+    };
+
+    store.execute(upsert(1)).await.unwrap();
+    assert_eq!(published(store.clone()).await, 0, "nobody subscribes: the hold is not published");
+
+    store.insert_webhook_endpoint(&endpoint("ep_1")).await.unwrap();
+    store.execute(upsert(2)).await.unwrap();
+    assert_eq!(published(store.clone()).await, 1, "an active endpoint hears the next change");
+
+    assert!(store.set_webhook_status("ep_1", "disabled", Some("test"), now()).await.unwrap());
+    store.execute(upsert(3)).await.unwrap();
+    assert_eq!(published(store.clone()).await, 0, "a disabled endpoint is not a subscriber");
+    store.close().await;
+}

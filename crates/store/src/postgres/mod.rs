@@ -32,11 +32,19 @@ pub struct PgOptions {
     pub max_batch: usize,
     /// Optional follow-up jobs (integration write-backs) this deployment wants.
     pub follow_ups: dispatch_core::effects::FollowUpConfig,
+    /// When changes are published; overrides `follow_ups.publish_events`.
+    pub publish: crate::PublishEvents,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        PgOptions { url: url.into(), max_connections: 8, max_batch: 256, follow_ups: Default::default() }
+        PgOptions {
+            url: url.into(),
+            max_connections: 8,
+            max_batch: 256,
+            follow_ups: Default::default(),
+            publish: Default::default(),
+        }
     }
 }
 
@@ -64,7 +72,8 @@ impl PgStore {
         let jobs = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(connect.clone(), jobs.clone()));
         let (tx, rx) = mpsc::channel(8192);
-        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups));
+        let handle =
+            tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
         Ok(PgStore { pool, connect, jobs, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)), listener })
     }
 

@@ -21,6 +21,7 @@ pub(crate) async fn run(
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
+    publish: crate::PublishEvents,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     loop {
@@ -36,7 +37,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups).await {
+        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups, publish).await {
             jobs.notify_waiters();
         }
         if shutdown {
@@ -54,9 +55,17 @@ fn retryable(e: &sqlx::Error) -> bool {
 async fn attempt(
     conn: &mut PgConnection,
     batch: &[Pending],
-    follow_ups: dispatch_core::effects::FollowUpConfig,
+    mut follow_ups: dispatch_core::effects::FollowUpConfig,
+    publish: crate::PublishEvents,
 ) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), sqlx::Error> {
     let mut tx = conn.begin().await?;
+    follow_ups.publish_events = match publish {
+        crate::PublishEvents::Always => true,
+        crate::PublishEvents::Never => false,
+        crate::PublishEvents::WhileSubscribed => {
+            sqlx::query_scalar::<_, bool>(crate::ENDPOINT_ACTIVE_SQL).fetch_one(&mut *tx).await?
+        }
+    };
     let mut view = BatchView::with_follow_ups(follow_ups);
     let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new() };
     let mut results = Vec::with_capacity(batch.len());
@@ -96,10 +105,11 @@ async fn commit_batch(
     conn: &mut PgConnection,
     batch: Vec<Pending>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
+    publish: crate::PublishEvents,
 ) -> bool {
     let mut last_error = None;
     for n in 0..ATTEMPTS {
-        match attempt(conn, &batch, follow_ups).await {
+        match attempt(conn, &batch, follow_ups, publish).await {
             Ok((results, enqueued)) => {
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.reply.send(r);

@@ -44,6 +44,8 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// Optional follow-up jobs (integration write-backs) this deployment wants.
     pub follow_ups: dispatch_core::effects::FollowUpConfig,
+    /// When changes are published; overrides `follow_ups.publish_events`.
+    pub publish: crate::PublishEvents,
 }
 
 impl SqliteOptions {
@@ -54,6 +56,7 @@ impl SqliteOptions {
             read_connections: 4,
             max_batch: 256,
             follow_ups: Default::default(),
+            publish: Default::default(),
         }
     }
 }
@@ -128,7 +131,8 @@ impl SqliteStore {
         });
         let (tx, rx) = mpsc::channel(8192);
         let jobs = Arc::new(Notify::new());
-        let handle = tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups));
+        let handle =
+            tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
         Ok(SqliteStore {
             pool,
             jobs,

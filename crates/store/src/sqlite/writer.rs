@@ -125,6 +125,7 @@ pub(crate) async fn run(
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
+    publish: crate::PublishEvents,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut committed = Committed::default();
@@ -142,7 +143,9 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, follow_ups).await {
+        if !batch.is_empty()
+            && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, follow_ups, publish).await
+        {
             // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
             jobs.notify_waiters();
         }
@@ -171,6 +174,7 @@ async fn commit_batch(
     batch: Vec<Pending>,
     committed: &mut Committed,
     follow_ups: dispatch_core::effects::FollowUpConfig,
+    publish: crate::PublishEvents,
 ) -> bool {
     let mut replies = Vec::with_capacity(batch.len());
     let mut view = BatchView { follow_ups, ..BatchView::default() };
@@ -179,6 +183,13 @@ async fn commit_batch(
     let result: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let view = &mut view;
+        view.follow_ups.publish_events = match publish {
+            crate::PublishEvents::Always => true,
+            crate::PublishEvents::Never => false,
+            crate::PublishEvents::WhileSubscribed => {
+                sqlx::query_scalar::<_, bool>(crate::ENDPOINT_ACTIVE_SQL).fetch_one(&mut *tx).await?
+            }
+        };
         let mut staged = Staged::default();
         let missing = seen.missing(&batch);
         if let Err(e) = seen.prefetch(&mut tx, missing).await {
