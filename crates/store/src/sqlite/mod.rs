@@ -369,13 +369,19 @@ impl Store for SqliteStore {
         let lease_until = to_micros(now + lease);
         // An idle poll must not take the write lock (it would queue behind, and hold up, the
         // writer): look first, read-only.
-        let mut probe: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM jobs WHERE kind IN (");
-        let mut sep = probe.separated(", ");
-        for k in kinds {
-            sep.push_bind(k.to_string());
+        // Two EXISTS, each a seek on `jobs_kind_due`, rather than one OR the planner may scan.
+        let mut probe: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        for (i, (status, column)) in [("pending", "run_at <="), ("running", "lease_until <")].into_iter().enumerate() {
+            if i > 0 {
+                probe.push(" OR ");
+            }
+            probe.push("EXISTS (SELECT 1 FROM jobs WHERE kind IN (");
+            let mut sep = probe.separated(", ");
+            for k in kinds {
+                sep.push_bind(k.to_string());
+            }
+            probe.push(format!(") AND status = '{status}' AND {column} ")).push_bind(now_us).push(")");
         }
-        probe.push(") AND ((status = 'pending' AND run_at <= ").push_bind(now_us);
-        probe.push(") OR (status = 'running' AND lease_until < ").push_bind(now_us).push(")))");
         let due: bool = probe.build_query_scalar().fetch_one(&self.pool).await?;
         if !due {
             return Ok(vec![]);
