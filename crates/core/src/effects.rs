@@ -21,6 +21,9 @@ pub const PUBLISH_EVENT: &str = "publish_event";
 /// Creates the backorder remainder of an approved partial shipment.
 pub const CREATE_REMAINDER: &str = "create_remainder";
 
+/// Append the dispatched order to the dispatch history (facts at release, outcome).
+pub const RECORD_DISPATCH: &str = "record_dispatch";
+
 /// Write the dispatch state, tracking number and a chatter note back to the Odoo picking.
 pub const ODOO_WRITEBACK: &str = "odoo_writeback";
 /// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
@@ -32,6 +35,9 @@ pub const ODOO_SOURCE: &str = "odoo";
 pub struct FollowUpConfig {
     /// `[odoo]` is configured: write state, tracking and notes back to Odoo pickings.
     pub odoo_writeback: bool,
+    /// Append every first departure to the dispatch history (`record_dispatch` jobs), so the
+    /// risk model learns from dispatchd's own lifecycle.
+    pub dispatch_history: bool,
 }
 
 /// What must happen because `before` became `after` through `events`.
@@ -83,6 +89,16 @@ pub fn follow_ups(
             });
         }
     }
+    let departed = after.state == OrderState::Dispatched
+        && before.is_none_or(|b| !matches!(b.state, OrderState::Dispatched | OrderState::Delivered));
+    if cfg.dispatch_history && departed {
+        // Once per order: the first departure is the outcome the history records.
+        out.push(FollowUp {
+            kind: RECORD_DISPATCH,
+            dedupe_key: format!("{RECORD_DISPATCH}:{}", after.id),
+            payload: json!({"order_id": after.id, "version": after.version}),
+        });
+    }
     let known = before.map_or(0, |b| b.remainders.len());
     for r in after.remainders.iter().skip(known) {
         let mut facts = after.facts.clone();
@@ -111,7 +127,7 @@ pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true };
+    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true, dispatch_history: false };
 
     fn order(state: OrderState, version: u64) -> Order {
         let facts = crate::readiness::tests::facts();
@@ -170,5 +186,23 @@ mod tests {
         assert_eq!(books(Some(&order(OrderState::Released, 2)), &order(OrderState::Released, 4)), 0);
         assert_eq!(books(Some(&order(OrderState::OnHold, 2)), &order(OrderState::Released, 4)), 1);
         assert_eq!(books(None, &order(OrderState::OnHold, 2)), 0);
+    }
+
+    #[test]
+    fn the_first_departure_is_recorded_in_the_history_once() {
+        let cfg = FollowUpConfig { odoo_writeback: false, dispatch_history: true };
+        let booked = order(OrderState::Booked, 3);
+        let mut gone = order(OrderState::Dispatched, 4);
+        gone.facts.source = "api".into();
+        let f = follow_ups(Some(&booked), &gone, &[], cfg);
+        let jobs: Vec<_> = f.iter().filter(|j| j.kind == RECORD_DISPATCH).collect();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].dedupe_key, "record_dispatch:ord_1");
+        assert_eq!(jobs[0].payload["order_id"], "ord_1");
+        let later = order(OrderState::Delivered, 5);
+        assert!(follow_ups(Some(&gone), &later, &[], cfg).iter().all(|j| j.kind != RECORD_DISPATCH));
+        assert!(follow_ups(Some(&gone), &gone.clone(), &[], cfg).iter().all(|j| j.kind != RECORD_DISPATCH));
+        let off = FollowUpConfig { dispatch_history: false, ..cfg };
+        assert!(follow_ups(Some(&booked), &gone, &[], off).iter().all(|j| j.kind != RECORD_DISPATCH));
     }
 }

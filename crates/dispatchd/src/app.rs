@@ -25,7 +25,8 @@ use crate::workers::BookingWorker;
 
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     // Write-back jobs only when a connector will take them.
-    let follow_ups = dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some() };
+    let follow_ups =
+        dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some(), dispatch_history: true };
     match cfg.database()? {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -99,6 +100,7 @@ pub async fn serve(
     };
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
     let remainders = dispatch_server::approvals::spawn_remainder_worker(state.clone(), stop_rx.clone());
+    let history = dispatch_server::intel::spawn_history_worker(state.clone(), stop_rx.clone());
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
         Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
@@ -115,6 +117,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         let _ = remainders.await;
+        let _ = history.await;
         if let Some(w) = worker {
             let _ = w.await;
         }

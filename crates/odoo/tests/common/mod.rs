@@ -63,7 +63,7 @@ pub async fn env_with(api: Api, batch: u32, overlap_secs: i64) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = dispatch_store::testing::Location::fresh(dir.path())
         .await
-        .open_with(dispatch_core::effects::FollowUpConfig { odoo_writeback: true })
+        .open_with(dispatch_core::effects::FollowUpConfig { odoo_writeback: true, ..Default::default() })
         .await;
     let major = if api == Api::Json2 { 19 } else { 17 };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
