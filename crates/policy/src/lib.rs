@@ -763,7 +763,6 @@ impl Policy {
         let d = self.derive(facts, wh, now);
         let scratch = Scratch::new(facts, wh, &d, &self.needs);
         let comp = Computed::new(facts, wh, now, &d, &self.needs);
-        let slots = native::slots(facts, wh, &d, &scratch, &comp);
         // The carrier first: the model scores the order with the carrier it will be booked with.
         let carrier = choose_carrier(&self.carriers, facts, wh, &[]);
         let query = risk::RiskQuery {
@@ -782,6 +781,7 @@ impl Policy {
                 factors: if self.needs.risk_factors { src.factors(&query, risk::TOP_FACTORS) } else { Vec::new() },
             })
         });
+        let slots = native::slots(facts, wh, &d, &scratch, &comp, risk_vals.as_ref());
         let mut ev = Ev {
             policy: self,
             fast,

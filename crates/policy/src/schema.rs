@@ -614,11 +614,12 @@ pub fn bind_risk<'v>(ctx: &mut Context<'_, 'v>, r: &'v crate::risk::RiskVals) {
         .iter()
         .map(|x| obj(vec![("feature", sb(&x.feature)), ("contribution", dv(x.contribution)), ("text", sb(&x.text))]))
         .collect();
+    let factors: BoxVal<'v> = Box::new(CelList::from(factors));
     ctx.add_variable_as_val(
         "risk",
         obj(vec![
             ("late_departure", dv(r.late_departure)),
-            ("factors", Box::new(CelList::from(factors))),
+            ("factors", factors),
             ("model_version", sb(&r.model_version)),
         ]),
     );
