@@ -140,8 +140,7 @@ mod tests {
         let (whs, facts, t0) = setup();
         let (mut order, mut events) = (None, Vec::new());
         run(&mut order, &mut events, Command::Upsert { facts: Box::new(facts), expected_version: None }, t0, &whs);
-        let booking =
-            Command::RecordBooking { carrier: "dhl".into(), tracking_number: "JD1".into(), service: None };
+        let booking = Command::RecordBooking { carrier: "dhl".into(), tracking_number: "JD1".into(), service: None };
         run(&mut order, &mut events, booking, t0 + Duration::minutes(10), &whs);
         let wh = whs.get("AMS").unwrap();
         let before = dispatch_record(order.as_ref().unwrap(), &events, wh);

@@ -225,7 +225,6 @@ pub fn bind_request<'v>(ctx: &mut Context<'_, 'v>, r: &'v RequestVals) {
     );
 }
 
-
 /// What an evaluation derives before any rule runs: the inputs recorded on the event.
 #[derive(Debug, Clone)]
 pub struct Derived {

@@ -37,10 +37,21 @@ impl RiskSource for Fixed {
             RiskFactor {
                 feature: "route".into(),
                 contribution: 0.9,
-                text: format!("carrier {carrier} to {} has departed late often; this raises the risk", q.facts.ship_to.country),
+                text: format!(
+                    "carrier {carrier} to {} has departed late often; this raises the risk",
+                    q.facts.ship_to.country
+                ),
             },
-            RiskFactor { feature: "backlog_at_release".into(), contribution: 0.4, text: "backlog 120 raises the risk".into() },
-            RiskFactor { feature: "hazmat".into(), contribution: -0.1, text: "no dangerous goods lowers the risk".into() },
+            RiskFactor {
+                feature: "backlog_at_release".into(),
+                contribution: 0.4,
+                text: "backlog 120 raises the risk".into(),
+            },
+            RiskFactor {
+                feature: "hazmat".into(),
+                contribution: -0.1,
+                text: "no dangerous goods lowers the risk".into(),
+            },
             RiskFactor { feature: "lines".into(), contribution: 0.05, text: "3 lines".into() },
         ];
         all.into_iter().take(top).collect()
@@ -49,10 +60,8 @@ impl RiskSource for Fixed {
 
 /// The default policy plus a review hold on high risk and a message reading the factors.
 fn with_review_rule(extra: &str) -> Policy {
-    let src = dispatch_policy::DEFAULT_POLICY.replace(
-        "[[hold]]\nid = \"credit\"",
-        &format!("{extra}\n[[hold]]\nid = \"credit\""),
-    );
+    let src = dispatch_policy::DEFAULT_POLICY
+        .replace("[[hold]]\nid = \"credit\"", &format!("{extra}\n[[hold]]\nid = \"credit\""));
     Policy::compile(&src, "risk.toml", None).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -119,7 +128,12 @@ fn a_high_risk_holds_for_review_and_the_decision_records_why() {
         let term = e.priority_terms.iter().find(|t| t.term == "late_departure_risk").unwrap();
         assert_eq!((term.points, term.why.as_str()), (60, "late-departure risk 82%"));
         let summary = dispatch_core::event::summary(&dispatch_core::EventData::Evaluated(e.clone()));
-        assert!(summary.contains("late-departure risk 82% (model risk-test-1, used by late_risk_review, late_departure_risk): carrier"), "{summary}");
+        assert!(
+            summary.contains(
+                "late-departure risk 82% (model risk-test-1, used by late_risk_review, late_departure_risk): carrier"
+            ),
+            "{summary}"
+        );
     }
 }
 

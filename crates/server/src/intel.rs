@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use dispatch_core::OrderState;
+use dispatch_core::effects::RECORD_DISPATCH;
 use dispatch_core::risk::RiskFactor;
 use dispatch_intel::RiskModel;
 use dispatch_policy::{RiskQuery, RiskScore, RiskSource};
-use dispatch_core::effects::RECORD_DISPATCH;
 use dispatch_store::{HistoryRow, JobStatus, Store, StoreError};
 
 #[derive(Default)]
@@ -97,6 +97,40 @@ impl ActiveModel {
     }
 }
 
+/// Failed bookings per carrier in the last 6 h are not tracked live yet. The model never saw
+/// the feature missing in training (its missing branch is arbitrary), so live orders read 0:
+/// "no failures known".
+pub const CARRIER_FAILURES_UNTRACKED: u32 = 0;
+
+/// The release facts of a stored order as the decisions see them: the booked carrier, else
+/// the one the policy's matrix chooses, else the ERP's preference; the backlog snapshot of the
+/// last refresh. The same facts the write path scores, so `GET /orders/{id}/risk` agrees with
+/// the decision.
+pub fn live_facts(
+    app: &crate::AppState,
+    order: &dispatch_core::Order,
+    wh: &dispatch_core::Warehouse,
+) -> dispatch_intel::ReleaseFacts {
+    let policy = app.policy.policy();
+    let carrier = order
+        .shipment
+        .as_ref()
+        .map(|s| s.carrier.clone())
+        .or_else(|| policy.choose_carrier(&order.facts, wh, &[]).carrier)
+        .or_else(|| order.facts.carrier_preference.clone());
+    let mut f = dispatch_intel::facts::from_facts(
+        &order.facts,
+        wh,
+        app.clock.now(),
+        carrier.as_deref(),
+        order.latest_departure,
+        Some(app.intel.backlog(&order.facts.warehouse).unwrap_or(0)),
+        Some(CARRIER_FAILURES_UNTRACKED),
+    );
+    f.order_id = order.id.clone();
+    f
+}
+
 /// The active model as the policy's [`RiskSource`].
 pub struct Scorer {
     model: Arc<RiskModel>,
@@ -112,7 +146,7 @@ impl Scorer {
             q.carrier,
             Some(q.latest_departure),
             Some(self.backlog.get(&q.facts.warehouse).copied().unwrap_or(0)),
-            None,
+            Some(CARRIER_FAILURES_UNTRACKED),
         )
     }
 

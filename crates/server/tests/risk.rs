@@ -111,7 +111,8 @@ async fn a_promoted_model_changes_decisions_through_the_policy_and_the_timeline_
     let factors = risk["factors"].as_array().unwrap();
     assert_eq!(factors.len(), 3);
     assert!(factors.iter().all(|f| f["text"].as_str().is_some_and(|t| t.len() > 10)), "{factors:?}");
-    let hit = view["explanation"]["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "late_risk_review").unwrap();
+    let hit =
+        view["explanation"]["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "late_risk_review").unwrap();
     assert!(hit["message"].as_str().unwrap().starts_with("late-departure risk "), "{hit}");
     assert!((hit["seen"]["risk.late_departure"].as_f64().unwrap() - p).abs() < 1e-9);
     let boost = view["explanation"]["priority_terms"].as_array().unwrap().iter().find(|t| t["term"] == "risk_boost");
@@ -135,7 +136,7 @@ async fn without_a_model_the_risk_rules_are_skipped_and_the_sweep_picks_a_promot
     let app = TestApp::spawn().await;
     put_policy(&app, &risk_policy(0.0)).await;
     // No model: the review rule cannot fire, the boost is left out — the built-in decision.
-    let before = app.create(&order("REVIEW-2")).await;
+    let before = app.create(&order("BOOST-2")).await;
     assert_eq!(before["state"], "released", "{before}");
     let id = before["id"].as_str().unwrap().to_string();
     let view = app.get_json(&format!("/api/v1/orders/{id}")).await;
@@ -185,7 +186,8 @@ async fn departures_are_appended_to_the_dispatch_history() {
         let o = app.create(&order(&format!("WH/OUT/H{n}"))).await;
         assert_eq!(o["state"], "released");
         let id = o["id"].as_str().unwrap().to_string();
-        let booking = Command::RecordBooking { carrier: "dhl".into(), tracking_number: format!("JD{n}"), service: None };
+        let booking =
+            Command::RecordBooking { carrier: "dhl".into(), tracking_number: format!("JD{n}"), service: None };
         run(&app, &id, booking, t0 + Duration::minutes(5)).await;
         assert_eq!(dispatch_server::intel::record_dispatches(&app.state, "w").await.unwrap(), 0, "not departed yet");
         run(&app, &id, Command::RecordDeparture { at: departs }, departs).await;
@@ -193,6 +195,8 @@ async fn departures_are_appended_to_the_dispatch_history() {
         run(&app, &id, Command::RecordDeparture { at: departs + Duration::hours(1) }, departs).await;
         ids.push((id, departs));
     }
+    // The jobs are due from the departure on.
+    app.clock.set(latest + Duration::hours(3));
     assert_eq!(dispatch_server::intel::record_dispatches(&app.state, "w").await.unwrap(), 2);
     assert_eq!(dispatch_server::intel::record_dispatches(&app.state, "w").await.unwrap(), 0, "jobs done");
     let history: Vec<DispatchRecord> =
@@ -269,11 +273,9 @@ async fn sequence_advice_orders_the_released_queue_by_risk_and_cutoff() {
     let (s, p) = problem(app.get("/api/v1/warehouses/AMS/advice/sequence", app.admin()).await).await;
     assert_eq!(s, 409, "no model yet: {p}");
     let mut ids = Vec::new();
-    for (n, service, promised, country) in [
-        (1, "standard", "2026-11-30", "NL"),
-        (2, "next_day", "2026-11-25", "NL"),
-        (3, "next_day", "2026-11-26", "GB"),
-    ] {
+    for (n, service, promised, country) in
+        [(1, "standard", "2026-11-30", "NL"), (2, "next_day", "2026-11-25", "NL"), (3, "next_day", "2026-11-26", "GB")]
+    {
         let mut o = order(&format!("SEQ-{n}"));
         o["service_level"] = json!(service);
         o["promised_date"] = json!(promised);

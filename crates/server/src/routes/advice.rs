@@ -220,23 +220,11 @@ pub async fn sequence_queue(
     let now = app.clock.now();
     let policy = app.policy.policy();
     let costs = &policy.advice;
-    let backlog = u32::try_from(page.items.len()).ok();
     let mut items = Vec::with_capacity(page.items.len());
     let mut entries = std::collections::HashMap::new();
     for o in &page.items {
         let Some(latest) = o.latest_departure else { continue };
-        let carrier = policy.choose_carrier(&o.facts, &wh, &[]).carrier;
-        let carrier = o.shipment.as_ref().map(|s| s.carrier.clone()).or(carrier).or(o.facts.carrier_preference.clone());
-        let mut facts = dispatch_intel::facts::from_facts(
-            &o.facts,
-            &wh,
-            now,
-            carrier.as_deref(),
-            Some(latest),
-            app.intel.backlog(&code).or(backlog),
-            None,
-        );
-        facts.order_id = o.id.clone();
+        let facts = crate::intel::live_facts(&app, o, &wh);
         let risk = model.late_departure(&facts);
         let work = costs.minutes_per_order + costs.minutes_per_line * o.facts.lines.len() as f64;
         items.push(QueueItem { order_id: o.id.clone(), risk, latest_departure: latest, work_minutes: work });

@@ -10,10 +10,10 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod advice;
 pub mod approvals;
 pub mod audit;
 pub mod dead_letters;
-pub mod advice;
 pub mod insights;
 pub mod odoo;
 pub mod orders;
