@@ -4,7 +4,7 @@
 //! changed (promote, rollback, a better candidate), so every node follows the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use dispatch_core::OrderState;
 use dispatch_core::effects::RECORD_DISPATCH;
@@ -19,7 +19,13 @@ pub struct ActiveModel {
     /// Released orders waiting per warehouse, as of the last refresh: the model's
     /// `backlog_at_release`, read on the write path without a query.
     backlog: RwLock<Arc<HashMap<String, u32>>>,
+    /// Explanations already computed for the current model, by order and score: the sweep
+    /// re-evaluates the same orders again and again, and Shapley values cost milliseconds.
+    explained: Arc<Mutex<HashMap<(String, u64), Vec<RiskFactor>>>>,
 }
+
+/// Most explanations kept; the cache is emptied when it is full or the model changes.
+const EXPLAINED_MAX: usize = 20_000;
 
 /// What a refresh found.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +46,7 @@ impl ActiveModel {
     pub fn scorer(&self) -> Option<Arc<Scorer>> {
         let model = self.current()?;
         let backlog = self.backlog.read().map(|b| b.clone()).unwrap_or_default();
-        Some(Arc::new(Scorer { model, backlog }))
+        Some(Arc::new(Scorer { model, backlog, explained: self.explained.clone() }))
     }
 
     /// Reads the store's active version and swaps the model when it changed; also refreshes
@@ -66,6 +72,9 @@ impl ActiveModel {
             tracing::info!(from = ?before, to = ?loaded.as_ref().map(|m| &m.version), "risk model swapped");
             if let Ok(mut c) = self.cached.write() {
                 *c = loaded;
+            }
+            if let Ok(mut e) = self.explained.lock() {
+                e.clear();
             }
         }
         if self.current().is_some() {
@@ -135,6 +144,7 @@ pub fn live_facts(
 pub struct Scorer {
     model: Arc<RiskModel>,
     backlog: Arc<HashMap<String, u32>>,
+    explained: Arc<Mutex<HashMap<(String, u64), Vec<RiskFactor>>>>,
 }
 
 impl Scorer {
@@ -162,12 +172,37 @@ impl RiskSource for Scorer {
     }
 
     fn factors(&self, q: &RiskQuery<'_>, top: usize) -> Vec<RiskFactor> {
-        self.model
-            .score(&self.facts(q), top)
+        let facts = self.facts(q);
+        // The same order with the same score and the same values the sentences quote (hours
+        // to cut-off to 0.1 h, backlog, weekday and hour) has the same factors.
+        let key = (
+            format!(
+                "{}\u{1f}{}\u{1f}{:.1}\u{1f}{:?}\u{1f}{}\u{1f}{top}",
+                q.facts.source,
+                q.facts.external_id,
+                facts.hours_to_cutoff.unwrap_or(f64::NAN),
+                facts.backlog_at_release,
+                facts.release_local.format("%a %H"),
+            ),
+            self.model.late_departure(&facts).to_bits(),
+        );
+        if let Some(f) = self.explained.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return f;
+        }
+        let factors: Vec<RiskFactor> = self
+            .model
+            .score(&facts, top)
             .factors
             .into_iter()
             .map(|f| RiskFactor { feature: f.feature, contribution: f.contribution, text: f.sentence })
-            .collect()
+            .collect();
+        if let Ok(mut c) = self.explained.lock() {
+            if c.len() >= EXPLAINED_MAX {
+                c.clear();
+            }
+            c.insert(key, factors.clone());
+        }
+        factors
     }
 }
 
