@@ -21,8 +21,11 @@ pub struct ActiveModel {
     backlog: RwLock<Arc<HashMap<String, u32>>>,
     /// Explanations already computed for the current model, by order and score: the sweep
     /// re-evaluates the same orders again and again, and Shapley values cost milliseconds.
-    explained: Arc<Mutex<HashMap<(String, u64), Vec<RiskFactor>>>>,
+    explained: Explained,
 }
+
+/// Explanations by (order and the quoted values, score bits).
+type Explained = Arc<Mutex<HashMap<(String, u64), Vec<RiskFactor>>>>;
 
 /// Most explanations kept; the cache is emptied when it is full or the model changes.
 const EXPLAINED_MAX: usize = 20_000;
@@ -144,7 +147,7 @@ pub fn live_facts(
 pub struct Scorer {
     model: Arc<RiskModel>,
     backlog: Arc<HashMap<String, u32>>,
-    explained: Arc<Mutex<HashMap<(String, u64), Vec<RiskFactor>>>>,
+    explained: Explained,
 }
 
 impl Scorer {
