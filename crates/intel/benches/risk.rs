@@ -72,7 +72,8 @@ impl dispatch_policy::RiskSource for Source<'_> {
             q.carrier,
             Some(q.latest_departure),
             Some(40),
-            None,
+            // As the server does: failures are not tracked live and read as 0, never missing.
+            Some(0),
         );
         Some(dispatch_policy::RiskScore {
             late_departure: self.0.late_departure(&f),
@@ -88,7 +89,8 @@ impl dispatch_policy::RiskSource for Source<'_> {
             q.carrier,
             Some(q.latest_departure),
             Some(40),
-            None,
+            // As the server does: failures are not tracked live and read as 0, never missing.
+            Some(0),
         );
         self.0
             .score(&f, top)

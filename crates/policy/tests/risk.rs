@@ -209,3 +209,14 @@ auto = true
     let e = Policy::compile(&src, "p.toml", None).unwrap_err();
     assert!(e.errors.iter().any(|x| x.message.contains("`risk` is not available in approval routes")), "{e}");
 }
+
+#[test]
+fn advice_costs_default_and_a_negative_one_is_refused() {
+    let p = Policy::default_policy();
+    assert_eq!((p.advice.extra_shipment_cost, p.advice.late_cost_per_day), (25.0, 40.0));
+    let src = dispatch_policy::DEFAULT_POLICY.to_string() + "\n[advice]\nlate_cost_per_day = -5.0\n";
+    let e = Policy::compile(&src, "p.toml", None).unwrap_err();
+    assert!(e.errors.iter().any(|x| x.message.contains("[advice] late_cost_per_day must be a number ≥ 0")), "{e}");
+    let ok = dispatch_policy::DEFAULT_POLICY.to_string() + "\n[advice]\nextra_shipment_cost = 80.0\n";
+    assert_eq!(Policy::compile(&ok, "p.toml", None).unwrap().advice.extra_shipment_cost, 80.0);
+}
