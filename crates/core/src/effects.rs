@@ -21,6 +21,9 @@ pub const PUBLISH_EVENT: &str = "publish_event";
 /// Creates the backorder remainder of an approved partial shipment.
 pub const CREATE_REMAINDER: &str = "create_remainder";
 
+/// Append the dispatched order to the dispatch history (facts at release, outcome).
+pub const RECORD_DISPATCH: &str = "record_dispatch";
+
 /// Write the dispatch state, tracking number and a chatter note back to the Odoo picking.
 pub const ODOO_WRITEBACK: &str = "odoo_writeback";
 /// Orders of this source are Odoo pickings (the connector's key is (`odoo`, picking name)).
@@ -35,12 +38,15 @@ pub struct FollowUpConfig {
     /// Someone listens to order changes (a webhook endpoint or a notification rule): write a
     /// `publish_event` job per outbound message.
     pub publish_events: bool,
+    /// Append every first departure to the dispatch history (`record_dispatch` jobs), so the
+    /// risk model learns from dispatchd's own lifecycle.
+    pub dispatch_history: bool,
 }
 
 impl Default for FollowUpConfig {
-    /// Publishing on, write-back off: what a deployment without a connector wants.
+    /// Publishing on, write-back and history off: what a deployment without a connector wants.
     fn default() -> Self {
-        FollowUpConfig { odoo_writeback: false, publish_events: true }
+        FollowUpConfig { odoo_writeback: false, publish_events: true, dispatch_history: false }
     }
 }
 
@@ -94,6 +100,16 @@ pub fn follow_ups(
             });
         }
     }
+    let departed = after.state == OrderState::Dispatched
+        && before.is_none_or(|b| !matches!(b.state, OrderState::Dispatched | OrderState::Delivered));
+    if cfg.dispatch_history && departed {
+        // Once per order: the first departure is the outcome the history records.
+        out.push(FollowUp {
+            kind: RECORD_DISPATCH,
+            dedupe_key: format!("{RECORD_DISPATCH}:{}", after.id),
+            payload: json!({"order_id": after.id, "version": after.version}),
+        });
+    }
     let known = before.map_or(0, |b| b.remainders.len());
     for r in after.remainders.iter().skip(known) {
         let mut facts = after.facts.clone();
@@ -122,7 +138,7 @@ pub fn publish_payload(m: &crate::outbound::Message) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true, publish_events: true };
+    const ODOO: FollowUpConfig = FollowUpConfig { odoo_writeback: true, publish_events: true, dispatch_history: false };
 
     fn order(state: OrderState, version: u64) -> Order {
         let facts = crate::readiness::tests::facts();
@@ -204,5 +220,23 @@ mod tests {
         assert_eq!(kinds(FollowUpConfig::default()), vec![PUBLISH_EVENT], "a listener hears of the cancellation");
         let quiet = FollowUpConfig { publish_events: false, ..FollowUpConfig::default() };
         assert!(kinds(quiet).is_empty(), "nobody listens: no publish job");
+    }
+
+    #[test]
+    fn the_first_departure_is_recorded_in_the_history_once() {
+        let cfg = FollowUpConfig { dispatch_history: true, ..FollowUpConfig::default() };
+        let booked = order(OrderState::Booked, 3);
+        let mut gone = order(OrderState::Dispatched, 4);
+        gone.facts.source = "api".into();
+        let f = follow_ups(Some(&booked), &gone, &[], cfg);
+        let jobs: Vec<_> = f.iter().filter(|j| j.kind == RECORD_DISPATCH).collect();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].dedupe_key, "record_dispatch:ord_1");
+        assert_eq!(jobs[0].payload["order_id"], "ord_1");
+        let later = order(OrderState::Delivered, 5);
+        assert!(follow_ups(Some(&gone), &later, &[], cfg).iter().all(|j| j.kind != RECORD_DISPATCH));
+        assert!(follow_ups(Some(&gone), &gone.clone(), &[], cfg).iter().all(|j| j.kind != RECORD_DISPATCH));
+        let off = FollowUpConfig { dispatch_history: false, ..cfg };
+        assert!(follow_ups(Some(&booked), &gone, &[], off).iter().all(|j| j.kind != RECORD_DISPATCH));
     }
 }

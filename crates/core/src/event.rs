@@ -133,6 +133,18 @@ pub struct Event {
 
 /// One line a person reads in the timeline: what happened and why.
 pub fn summary(data: &EventData) -> String {
+    let mut s = summary_of(data);
+    // A decision the risk model influenced says so, with its strongest factor.
+    if let EventData::Evaluated(e) = data
+        && let Some(r) = &e.risk
+    {
+        s.push_str("; ");
+        s.push_str(&r.summary());
+    }
+    s
+}
+
+fn summary_of(data: &EventData) -> String {
     match data {
         EventData::Received { facts } => format!(
             "Received from {} as {}: {} line(s), {}, promised {}",

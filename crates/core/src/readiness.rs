@@ -73,6 +73,10 @@ pub struct Evaluation {
     /// The carrier the policy's matrix chose, and why. `None` for the built-in rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carrier: Option<CarrierChoice>,
+    /// The late-departure risk, when a rule or priority term that reads it changed the
+    /// decision (model version, probability, top factors). `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::RiskNote>,
 }
 
 /// A policy rule that fired or failed, so "why" has an answer that names the rule.
@@ -149,6 +153,7 @@ pub fn evaluate(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evalu
         policy: BUILTIN_POLICY.to_string(),
         rules: vec![],
         carrier: None,
+        risk: None,
     }
 }
 

@@ -28,8 +28,11 @@ use crate::workers::BookingWorker;
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     // Write-back jobs only when a connector will take them; publish jobs only when someone
     // listens: notification rules hear every change, webhook endpoints only while one is active.
-    let follow_ups =
-        dispatch_core::effects::FollowUpConfig { odoo_writeback: cfg.odoo.is_some(), publish_events: true };
+    let follow_ups = dispatch_core::effects::FollowUpConfig {
+        odoo_writeback: cfg.odoo.is_some(),
+        publish_events: true,
+        dispatch_history: true,
+    };
     let publish = if cfg.notifications.enabled {
         PublishEvents::Always
     } else if cfg.webhooks.enabled {
@@ -112,6 +115,7 @@ pub async fn serve(
     };
     let scheduler = tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), stop_rx.clone()));
     let remainders = dispatch_server::approvals::spawn_remainder_worker(state.clone(), stop_rx.clone());
+    let history = dispatch_server::intel::spawn_history_worker(state.clone(), stop_rx.clone());
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
         Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
@@ -128,6 +132,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         let _ = scheduler.await;
         let _ = remainders.await;
+        let _ = history.await;
         if let Some(w) = worker {
             let _ = w.await;
         }

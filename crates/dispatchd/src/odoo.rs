@@ -10,7 +10,6 @@ use dispatch_core::Evaluator;
 use dispatch_odoo::writeback::Worker;
 use dispatch_odoo::{Connector, Ingest, OdooConfig, OdooSecrets};
 use dispatch_server::AppState;
-use dispatch_server::policy::Active;
 
 use crate::config::Config;
 use crate::scheduler::{ScheduleConfig, ScheduledAction};
@@ -31,7 +30,10 @@ pub fn connector(cfg: &OdooConfig, secrets: OdooSecrets, state: &Arc<AppState>) 
     let ingest = Ingest {
         store: state.store.clone(),
         warehouses: state.warehouses.clone(),
-        rules: Arc::new(move || Arc::new(Active(policy_state.policy.policy())) as Arc<dyn Evaluator>),
+        rules: Arc::new(move || {
+            Arc::new(dispatch_server::policy::Scored::new(&policy_state, policy_state.policy.policy()))
+                as Arc<dyn Evaluator>
+        }),
         now: Arc::new(move || clock.now()),
     };
     Ok(Arc::new(Connector::new(cfg.clone(), secrets, ingest)?))

@@ -212,7 +212,15 @@ pub(crate) fn compile(c: &mut Compiler<'_>, def: &ApprovalsDef) -> Approvals {
         let rules = kinds[d.kind.get_ref()].clone();
         let when = match &d.when {
             Some(w) => match c.expr(w, &what, Want::Bool) {
-                Some(e) => Some(e),
+                Some(e) => {
+                    // Routing runs outside an order evaluation, where no model scores.
+                    if e.reads.iter().any(|r| crate::risk::is_risk_path(r)) {
+                        let span = w.span();
+                        let o = c.loc.inside(&span, 0);
+                        c.err(o, "unknown_field", format!("{what}: `risk` is not available in approval routes"));
+                    }
+                    Some(e)
+                }
                 None => continue,
             },
             None => None,

@@ -8,7 +8,7 @@ use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 
 use crate::error::suggest;
-use crate::schema::{self, Field, FieldTy, RESERVED, ROOTS};
+use crate::schema::{self, Field, FieldTy, ROOTS};
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPR_BYTES: usize = 2000;
@@ -170,14 +170,6 @@ impl Checker {
                     }
                     return Ty::from_field(root.ty);
                 }
-                if RESERVED.contains(&name.as_str()) {
-                    self.err(
-                        e.id,
-                        "unknown_field",
-                        format!("`{name}` is reserved for the late-departure risk model and not available yet"),
-                    );
-                    return Ty::Dyn;
-                }
                 let hint = suggest(name, ROOTS.iter().map(|r| r.name))
                     .map(|s| format!(" Did you mean `{s}`?"))
                     .unwrap_or_default();
@@ -185,7 +177,7 @@ impl Checker {
                     e.id,
                     "unknown_field",
                     format!(
-                        "unknown variable `{name}`; expressions can use order, customer, lines, warehouse and now.{hint}"
+                        "unknown variable `{name}`; expressions can use order, customer, lines, warehouse, now and risk.{hint}"
                     ),
                 );
                 Ty::Dyn

@@ -31,6 +31,7 @@ pub mod error;
 pub mod model;
 pub mod native;
 pub mod replay;
+pub mod risk;
 pub mod schema;
 pub mod template;
 
@@ -38,6 +39,7 @@ pub use carriers::{CarrierMatrix, choose_carrier};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::OnError;
 pub use replay::{Collector, Parsed, RecordedDecision, ReplayReport, parse_raw, replay};
+pub use risk::{RiskQuery, RiskScore, RiskSource};
 
 use check::{MAX_EXPR_BYTES, MAX_NODES, Ty};
 use error::{Locator, suggest};
@@ -56,6 +58,8 @@ pub struct Expr {
     native: Option<native::Node>,
     pub reads: Vec<String>,
     pub time_dependent: bool,
+    /// It reads `risk`: skipped when no model scored the order (see [`risk`]).
+    pub reads_risk: bool,
 }
 
 enum Part {
@@ -130,6 +134,8 @@ pub struct Policy {
     pub monitors: dispatch_core::monitor::Thresholds,
     /// Approval kinds, mapped holds and the routing decision table.
     pub approvals: approvals::Approvals,
+    /// Costs and assumptions of the advice routes.
+    pub advice: model::AdviceDef,
     /// Derived values some expression reads (the others are not computed).
     needs: Needs,
 }
@@ -248,6 +254,7 @@ impl Compiler<'_> {
             src: src.to_string(),
             native: native::compile(program.expression()),
             program,
+            reads_risk: checked.reads.iter().any(|r| risk::is_risk_path(r)),
             reads: checked.reads,
             time_dependent: checked.time_dependent,
         })
@@ -607,6 +614,9 @@ impl Policy {
         if let Err(m) = parsed.monitors.check() {
             c.err(0, "invalid", format!("[monitors] {m}"));
         }
+        if let Err(m) = parsed.advice.check() {
+            c.err(0, "invalid", format!("[advice] {m}"));
+        }
         let approvals = approvals::compile(&mut c, &parsed.approvals);
 
         if !c.errors.is_empty() {
@@ -637,6 +647,7 @@ impl Policy {
             },
             exceptions,
             monitors: parsed.monitors,
+            advice: parsed.advice,
             approvals,
             needs: Needs::from_reads(c.reads.iter().map(String::as_str)),
         })
@@ -663,6 +674,11 @@ impl Policy {
     /// Whether any priority term depends on the time (and so needs the periodic refresh).
     pub fn time_dependent_priority(&self) -> bool {
         self.terms.iter().any(|t| t.expr.time_dependent)
+    }
+
+    /// Whether any expression reads `risk` (the late-departure model's score).
+    pub fn reads_risk(&self) -> bool {
+        self.needs.risk
     }
 
     /// The inputs derived before any rule runs: customs, documents, ship-by date, cut-off.
@@ -704,27 +720,91 @@ impl Policy {
     /// Evaluates every rule, the priority and the carrier for one order. Never panics; a rule
     /// that cannot be evaluated is decided by its `on_error` and reported in `rules`.
     pub fn evaluate(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evaluation {
-        self.evaluate_with(facts, wh, now, true)
+        self.evaluate_with(facts, wh, now, true, None)
+    }
+
+    /// [`Policy::evaluate`] with a late-departure model bound as `risk` (see [`risk`]); `None`
+    /// is the same as no model.
+    pub fn evaluate_scored(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        risk: Option<&dyn RiskSource>,
+    ) -> Evaluation {
+        self.evaluate_with(facts, wh, now, true, risk)
     }
 
     /// [`Policy::evaluate`] with the CEL interpreter only (no fast path): the reference the
     /// fast path is tested against.
     pub fn evaluate_interpreted(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evaluation {
-        self.evaluate_with(facts, wh, now, false)
+        self.evaluate_with(facts, wh, now, false, None)
     }
 
-    fn evaluate_with(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, fast: bool) -> Evaluation {
+    /// [`Policy::evaluate_scored`] with the CEL interpreter only.
+    pub fn evaluate_scored_interpreted(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        risk: Option<&dyn RiskSource>,
+    ) -> Evaluation {
+        self.evaluate_with(facts, wh, now, false, risk)
+    }
+
+    fn evaluate_with(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        fast: bool,
+        risk_source: Option<&dyn RiskSource>,
+    ) -> Evaluation {
         let d = self.derive(facts, wh, now);
         let scratch = Scratch::new(facts, wh, &d, &self.needs);
         let comp = Computed::new(facts, wh, now, &d, &self.needs);
-        let slots = native::slots(facts, wh, &d, &scratch, &comp);
-        let mut ev =
-            Ev { policy: self, fast, slots: &slots, cel: None, facts, wh, d: &d, scratch: &scratch, comp: &comp };
+        // The carrier first: the model scores the order with the carrier it will be booked with.
+        let carrier = choose_carrier(&self.carriers, facts, wh, &[]);
+        let query = risk::RiskQuery {
+            facts,
+            warehouse: wh,
+            now,
+            carrier: carrier.carrier.as_deref().or(facts.carrier_preference.as_deref()),
+            latest_departure: d.latest_departure,
+        };
+        // Asked only when some expression reads `risk`: a policy without risk rules costs nothing.
+        let source = risk_source.filter(|_| self.needs.risk);
+        let risk_vals: Option<risk::RiskVals> = source.and_then(|src| {
+            src.score(&query).map(|sc| risk::RiskVals {
+                late_departure: sc.late_departure,
+                model_version: sc.model_version,
+                factors: if self.needs.risk_factors { src.factors(&query, risk::TOP_FACTORS) } else { Vec::new() },
+            })
+        });
+        let slots = native::slots(facts, wh, &d, &scratch, &comp, risk_vals.as_ref());
+        let mut ev = Ev {
+            policy: self,
+            fast,
+            slots: &slots,
+            cel: None,
+            facts,
+            wh,
+            d: &d,
+            scratch: &scratch,
+            comp: &comp,
+            risk: risk_vals.as_ref(),
+        };
+        // Rules and terms that read `risk` and changed the decision.
+        let mut risk_used: Vec<String> = Vec::new();
 
         let mut hits: Vec<RuleHit> = Vec::new();
         let mut reasons: Vec<HoldReason> = Vec::new();
         let mut failing: BTreeMap<CheckName, Vec<(String, HoldReason, String)>> = BTreeMap::new();
         for rule in &self.rules {
+            if rule.cond.reads_risk && ev.risk.is_none() {
+                // No model: a risk rule does not fire (documented in `risk`).
+                continue;
+            }
             let fired = ev.cond(&rule.cond).map(|b| if rule.kind == RuleKind::Hold { b } else { !b });
             let (reason, error) = match fired {
                 Ok(false) => continue,
@@ -748,6 +828,9 @@ impl Policy {
                 _ => ev.render(&rule.message),
             };
             if let Some(r) = reason {
+                if rule.cond.reads_risk && error.is_none() {
+                    risk_used.push(rule.id.clone());
+                }
                 reasons.push(r);
                 if let Some(chk) = rule.check {
                     failing.entry(chk).or_default().push((rule.id.clone(), r, message.clone()));
@@ -777,7 +860,6 @@ impl Policy {
             })
             .collect();
 
-        let carrier = choose_carrier(&self.carriers, facts, wh, &[]);
         if carrier.carrier.is_none() && self.carriers.hold_when_none {
             reasons.push(HoldReason::CarrierUnavailable);
             hits.push(RuleHit {
@@ -792,6 +874,10 @@ impl Policy {
 
         let mut priority_terms = Vec::with_capacity(self.terms.len());
         for t in &self.terms {
+            if t.expr.reads_risk && ev.risk.is_none() {
+                // No model: the term is left out, so the priority is as if it were not there.
+                continue;
+            }
             let (points, why) = match ev.num(&t.expr) {
                 Ok(x) => {
                     let mut p = x * t.weight;
@@ -816,6 +902,9 @@ impl Policy {
                     error: Some(why.clone()),
                 });
             }
+            if t.expr.reads_risk && points != 0 {
+                risk_used.push(t.id.clone());
+            }
             priority_terms.push(PriorityTerm { term: t.id.clone(), points, why });
         }
         let total: i64 = priority_terms.iter().map(|t| i64::from(t.points)).sum();
@@ -824,6 +913,17 @@ impl Policy {
         drop(ev);
         drop(slots);
         drop(scratch);
+        // The record of what the model contributed, only when it changed the decision; the
+        // explanations are computed here if no expression needed them already.
+        let risk_note = match (risk_vals, source) {
+            (Some(v), Some(src)) if !risk_used.is_empty() => Some(dispatch_core::risk::RiskNote {
+                model_version: v.model_version,
+                late_departure: v.late_departure,
+                used_by: risk_used,
+                factors: if v.factors.is_empty() { src.factors(&query, risk::TOP_FACTORS) } else { v.factors },
+            }),
+            _ => None,
+        };
         reasons.sort();
         reasons.dedup();
         let outcome = if reasons.is_empty() { OrderState::Released } else { OrderState::OnHold };
@@ -846,6 +946,7 @@ impl Policy {
             policy: self.hash.clone(),
             rules: hits,
             carrier: Some(carrier),
+            risk: risk_note,
         }
     }
 
@@ -906,14 +1007,19 @@ struct Ev<'v> {
     d: &'v Derived,
     scratch: &'v Scratch,
     comp: &'v Computed,
+    risk: Option<&'v risk::RiskVals>,
 }
 
 impl<'v> Ev<'v> {
     fn cel(&mut self) -> &Context<'v, 'v> {
         let (policy, facts, wh, d, scratch, comp) = (self.policy, self.facts, self.wh, self.d, self.scratch, self.comp);
+        let risk = self.risk;
         self.cel.get_or_insert_with(|| {
             let mut ctx = Context::with_env(policy.env.clone());
             schema::bind(&mut ctx, facts, wh, d, scratch, comp);
+            if let Some(r) = risk {
+                schema::bind_risk(&mut ctx, r);
+            }
             ctx
         })
     }
@@ -958,6 +1064,7 @@ impl<'v> Ev<'v> {
         for p in &t.parts {
             match p {
                 Part::Text(x) => out.push_str(x),
+                Part::Expr(e, _) if e.reads_risk && self.risk.is_none() => out.push_str("n/a"),
                 Part::Expr(e, decimals) => {
                     let mark = out.len();
                     let done = match self.native(e) {

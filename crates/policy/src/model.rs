@@ -34,6 +34,52 @@ pub struct PolicyFile {
     /// Approval kinds, the holds put up for approval, and the routing decision table.
     #[serde(default)]
     pub approvals: ApprovalsDef,
+    /// Costs and assumptions of the planners' advice (partial-vs-wait, sequencing).
+    #[serde(default)]
+    pub advice: AdviceDef,
+}
+
+/// `[advice]`: what the advice routes weigh. Advice is never acted on by itself.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdviceDef {
+    /// Freight and handling of one more shipment (a partial shipment's remainder).
+    pub extra_shipment_cost: f64,
+    /// Cost of each day the whole order is late (partial lateness is charged by value share).
+    pub late_cost_per_day: f64,
+    /// Hours from goods receipt to ready-to-ship.
+    pub receiving_hours: f64,
+    /// Picking and packing estimate for the sequencing advice: minutes per order and per line.
+    pub minutes_per_order: f64,
+    pub minutes_per_line: f64,
+}
+
+impl Default for AdviceDef {
+    fn default() -> Self {
+        AdviceDef {
+            extra_shipment_cost: 25.0,
+            late_cost_per_day: 40.0,
+            receiving_hours: 4.0,
+            minutes_per_order: 4.0,
+            minutes_per_line: 1.5,
+        }
+    }
+}
+
+impl AdviceDef {
+    pub fn check(&self) -> Result<(), String> {
+        let all = [
+            ("extra_shipment_cost", self.extra_shipment_cost),
+            ("late_cost_per_day", self.late_cost_per_day),
+            ("receiving_hours", self.receiving_hours),
+            ("minutes_per_order", self.minutes_per_order),
+            ("minutes_per_line", self.minutes_per_line),
+        ];
+        match all.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            Some((k, v)) => Err(format!("{k} must be a number ≥ 0, not {v}")),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -70,6 +70,8 @@ pub const SLOTS: &[&str] = &[
     "now.time_to_cutoff",
     "now.time_past_cutoff",
     "now.days_to_promised",
+    "risk.late_departure",
+    "risk.model_version",
 ];
 
 pub fn slot_of(path: &str) -> Option<usize> {
@@ -627,6 +629,7 @@ pub fn slots<'a>(
     d: &'a crate::schema::Derived,
     sc: &'a crate::schema::Scratch,
     c: &'a crate::schema::Computed,
+    risk: Option<&'a crate::risk::RiskVals>,
 ) -> Vec<V<'a>> {
     let opt = |o: &'a Option<String>| o.as_deref().map_or(V::Absent, V::Str);
     let a = &facts.ship_to;
@@ -687,5 +690,7 @@ pub fn slots<'a>(
         V::Str(&c.time_to_cutoff),
         V::Str(&c.time_past_cutoff),
         V::Int(c.days_to_promised),
+        risk.map_or(V::Absent, |r| V::Double(r.late_departure)),
+        risk.map_or(V::Absent, |r| V::Str(&r.model_version)),
     ]
 }

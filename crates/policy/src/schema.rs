@@ -160,7 +160,19 @@ pub const REQUEST: &[Field] = &[
     f("requester_roles", StrList, "roles of the person who asked"),
 ];
 
-/// The variables of the context. `risk` is reserved for the late-departure model.
+pub const RISK_FACTOR: &[Field] = &[
+    f("feature", Str, "the feature, e.g. `route` (product family × region × carrier), `backlog_at_release`"),
+    f("contribution", Double, "the model's contribution in log-odds; positive raises the risk"),
+    f("text", Str, "the factor in plain language, with the late rate observed in the last 90 days"),
+];
+
+pub const RISK: &[Field] = &[
+    f("late_departure", Double, "probability (0–1) that the order departs after its cut-off"),
+    f("factors", ObjList(RISK_FACTOR), "the strongest factors of that probability, strongest first (at most 3)"),
+    f("model_version", Str, "the active model's version"),
+];
+
+/// The variables of the context.
 pub const ROOTS: &[Field] = &[
     f("order", Obj(ORDER), "the delivery order and what dispatchd derives from it"),
     f("customer", Obj(CUSTOMER), "the ordering customer"),
@@ -168,6 +180,11 @@ pub const ROOTS: &[Field] = &[
     f("warehouse", Obj(WAREHOUSE), "the warehouse the order leaves from"),
     f("now", Obj(NOW), "the evaluation time with warehouse-local helpers"),
     f("request", Obj(REQUEST), "the approval request being routed (approval routes only)"),
+    f(
+        "risk",
+        Obj(RISK),
+        "the active late-departure model's score of the order; without an active model an expression reading it is skipped (see below)",
+    ),
 ];
 
 /// The values of `request` for one routing.
@@ -207,8 +224,6 @@ pub fn bind_request<'v>(ctx: &mut Context<'_, 'v>, r: &'v RequestVals) {
         ]),
     );
 }
-
-pub const RESERVED: &[&str] = &["risk"];
 
 /// What an evaluation derives before any rule runs: the inputs recorded on the event.
 #[derive(Debug, Clone)]
@@ -299,6 +314,10 @@ pub struct Needs {
     pub ship_days: bool,
     pub address_problems: bool,
     pub missing_documents: bool,
+    /// Some expression reads `risk` (the model is asked for a score).
+    pub risk: bool,
+    /// Some expression reads `risk.factors` (the model is asked for explanations).
+    pub risk_factors: bool,
 }
 
 impl Needs {
@@ -319,6 +338,8 @@ impl Needs {
             ship_days: true,
             address_problems: true,
             missing_documents: true,
+            risk: true,
+            risk_factors: true,
         }
     }
 
@@ -343,6 +364,8 @@ impl Needs {
             ship_days: r("warehouse.ship_days"),
             address_problems: r("order.address_problems"),
             missing_documents: r("order.missing_documents"),
+            risk: reads.iter().any(|x| crate::risk::is_risk_path(x)),
+            risk_factors: r("risk.factors"),
         }
     }
 }
@@ -581,4 +604,22 @@ pub fn all_paths() -> Vec<(String, &'static Field)> {
     let mut out = Vec::new();
     walk("", ROOTS, &mut out);
     out
+}
+
+/// Binds `risk` for the interpreter (only when a model scored the order).
+pub fn bind_risk<'v>(ctx: &mut Context<'_, 'v>, r: &'v crate::risk::RiskVals) {
+    let factors: Vec<BoxVal<'v>> = r
+        .factors
+        .iter()
+        .map(|x| obj(vec![("feature", sb(&x.feature)), ("contribution", dv(x.contribution)), ("text", sb(&x.text))]))
+        .collect();
+    let factors: BoxVal<'v> = Box::new(CelList::from(factors));
+    ctx.add_variable_as_val(
+        "risk",
+        obj(vec![
+            ("late_departure", dv(r.late_departure)),
+            ("factors", factors),
+            ("model_version", sb(&r.model_version)),
+        ]),
+    );
 }

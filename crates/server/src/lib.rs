@@ -182,6 +182,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = state.store.clone();
+    // The risk model active in the store scores from the first request on.
+    if let Err(e) = state.intel.refresh(store.as_ref()).await {
+        tracing::warn!(error = %e, "the active risk model could not be read; scoring starts at the next sweep");
+    }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     store.close().await;

@@ -6,7 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::console;
 use crate::routes::{
-    approvals, audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhook_endpoints, webhooks,
+    advice, approvals, audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhook_endpoints,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -20,6 +21,7 @@ use crate::routes::{
         dead_letters::list, dead_letters::retry, webhooks::carrier, odoo::receive,
         audit::list, console::login_page, console::login, console::logout,
         insights::order_risk, insights::list_hotspots, insights::list_anomalies,
+        advice::partial, advice::sequence_queue,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get_one, webhook_endpoints::delete,
         webhook_endpoints::rotate_secret, webhook_endpoints::enable,
         approvals::request, approvals::list, approvals::get_one, approvals::decide,
@@ -36,6 +38,7 @@ use crate::routes::{
         webhooks::WebhookAck, dispatch_core::TrackingUpdate, dispatch_core::TrackingState,
         audit::AuditList, audit::AuditEntryView,
         insights::HotspotList, insights::AnomalyList, insights::AnomalyView, insights::RiskView,
+        advice::PartialAdviceView, advice::SequenceView, advice::SequenceEntry,
         webhook_endpoints::CreateEndpoint, webhook_endpoints::EndpointView, webhook_endpoints::EndpointCreated,
         webhook_endpoints::EndpointList, webhook_endpoints::SecretRotated,
         ob::OrderRef, ob::OrderReleasedData, ob::OrderHeldData, ob::OrderNoteData, ob::ShipmentData,

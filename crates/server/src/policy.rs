@@ -57,16 +57,20 @@ impl PolicyState {
 /// logged and counted here (the policy crate itself does no I/O).
 pub struct Active(pub Arc<Policy>);
 
+fn log_errors(policy: &Policy, facts: &OrderFacts, e: &Evaluation) {
+    for r in e.rules.iter().filter(|r| r.error.is_some()) {
+        tracing::warn!(
+            policy = %policy.hash, rule = %r.rule, order = %facts.external_id,
+            error = r.error.as_deref().unwrap_or(""), "policy rule failed; its on_error decided"
+        );
+        metrics::counter!("dispatchd_policy_errors_total", "rule" => r.rule.clone()).increment(1);
+    }
+}
+
 impl Evaluator for Active {
     fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> Evaluation {
         let e = self.0.evaluate(facts, warehouse, now);
-        for r in e.rules.iter().filter(|r| r.error.is_some()) {
-            tracing::warn!(
-                policy = %self.0.hash, rule = %r.rule, order = %facts.external_id,
-                error = r.error.as_deref().unwrap_or(""), "policy rule failed; its on_error decided"
-            );
-            metrics::counter!("dispatchd_policy_errors_total", "rule" => r.rule.clone()).increment(1);
-        }
+        log_errors(&self.0, facts, &e);
         e
     }
 
@@ -87,6 +91,53 @@ impl Evaluator for Active {
         now: DateTime<Utc>,
     ) -> Result<dispatch_core::approval::Routing, dispatch_core::approval::ApprovalError> {
         self.0.route_approval(draft, requester_roles, facts, warehouse, now)
+    }
+}
+
+/// The active policy with the active risk model bound as `risk`: the evaluator of decisions
+/// on new facts and of the sweeps. Without a model it decides exactly like [`Active`].
+pub struct Scored {
+    pub active: Active,
+    pub risk: Option<Arc<crate::intel::Scorer>>,
+}
+
+impl Scored {
+    pub fn new(app: &AppState, policy: Arc<Policy>) -> Scored {
+        // The model is asked only when the policy reads `risk`.
+        let risk = if policy.reads_risk() { app.intel.scorer() } else { None };
+        Scored { active: Active(policy), risk }
+    }
+}
+
+impl Evaluator for Scored {
+    fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> Evaluation {
+        let source = self.risk.as_deref().map(|s| s as &dyn dispatch_policy::RiskSource);
+        let e = self.active.0.evaluate_scored(facts, warehouse, now, source);
+        log_errors(&self.active.0, facts, &e);
+        if let Some(r) = &e.risk {
+            metrics::counter!("dispatchd_risk_influenced_decisions_total").increment(1);
+            tracing::debug!(order = %facts.external_id, model = %r.model_version, p = r.late_departure, "risk influenced a decision");
+        }
+        e
+    }
+
+    fn policy_id(&self) -> String {
+        self.active.policy_id()
+    }
+
+    fn approval_for_hold(&self, reason: dispatch_core::HoldReason) -> Option<String> {
+        self.active.approval_for_hold(reason)
+    }
+
+    fn route_approval(
+        &self,
+        draft: &dispatch_core::approval::ApprovalDraft,
+        requester_roles: &[dispatch_core::Role],
+        facts: &OrderFacts,
+        warehouse: &Warehouse,
+        now: DateTime<Utc>,
+    ) -> Result<dispatch_core::approval::Routing, dispatch_core::approval::ApprovalError> {
+        self.active.route_approval(draft, requester_roles, facts, warehouse, now)
     }
 }
 
@@ -111,20 +162,19 @@ pub async fn reevaluate(app: &AppState, mut q: OrderQuery, actor: &str) -> Resul
     loop {
         let page = app.store.list_orders(&q).await?;
         let now = app.clock.now();
-        let policy = app.policy.policy();
+        let rules = Arc::new(Scored::new(app, app.policy.policy()));
         let writes: Vec<OrderWrite> = page
             .items
             .iter()
             .map(|o| {
                 let warehouses = app.warehouses.clone();
-                let policy = policy.clone();
+                let rules = rules.clone();
                 OrderWrite {
                     target: Target::Id(o.id.clone()),
                     meta: WriteMeta { actor: actor.to_string(), roles: vec![], request_id: None, at: now },
                     idempotency: None,
                     decide: Box::new(move |cur| {
-                        let rules = Active(policy.clone());
-                        let ctx = Ctx { now, warehouses: &warehouses, rules: &rules };
+                        let ctx = Ctx { now, warehouses: &warehouses, rules: rules.as_ref() };
                         match decide(cur, Command::Reevaluate, &ctx) {
                             // The order moved on meanwhile (booked, cancelled): nothing to do.
                             Err(dispatch_core::DomainError::IllegalTransition { .. }) => Ok(vec![]),
@@ -164,7 +214,15 @@ pub async fn reevaluate_held(app: &AppState, actor: &str) -> Result<Pass, StoreE
 /// is still ahead and within the policy's horizon can have a score that changed with time.
 pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
     let policy = app.policy.policy();
-    if !policy.time_dependent_priority() {
+    // The sweep is also where a node notices a promoted or rolled-back risk model.
+    let model = app.intel.refresh(app.store.as_ref()).await?;
+    if policy.reads_risk() && model.changed {
+        // Held orders may be held (or not) because of the old model's score.
+        let pass = reevaluate_held(app, "system:risk-model").await?;
+        tracing::info!(version = ?model.version, checked = pass.checked, changed = pass.changed, "re-evaluated held orders under the new risk model");
+    }
+    let scores_move = policy.reads_risk() && model.version.is_some();
+    if !policy.time_dependent_priority() && !scores_move {
         return Ok(Pass::default());
     }
     let now = app.clock.now();

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use chrono::Duration;
-use dispatch_core::OrderState;
 use dispatch_intel::anomaly::{AnomalyOptions, Period, daily_counts, detect_share};
 use dispatch_intel::hotspots::{Dimension, HotspotOptions, hotspots};
 use dispatch_intel::{DispatchRecord, Risk};
@@ -214,13 +213,6 @@ pub async fn order_risk(
     let Some(wh) = app.warehouses.get(&order.facts.warehouse) else {
         return Err(Problem::not_found(&format!("warehouse {}", order.facts.warehouse)));
     };
-    let counts = app.store.counts().await.map_err(internal)?;
-    let backlog: i64 = counts
-        .by_state_warehouse
-        .iter()
-        .filter(|(s, w, _)| s == OrderState::Released.to_string().as_str() && *w == order.facts.warehouse)
-        .map(|(_, _, n)| n)
-        .sum();
-    let facts = dispatch_intel::facts::from_order(&order, wh, app.clock.now(), u32::try_from(backlog).ok(), None);
+    let facts = crate::intel::live_facts(&app, &order, wh);
     Ok(axum::Json(RiskView { order_id: order.id.clone(), risk: model.score(&facts, 5) }))
 }

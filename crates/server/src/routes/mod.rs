@@ -10,6 +10,7 @@ use dispatch_core::access::Permission;
 
 use crate::AppState;
 
+pub mod advice;
 pub mod approvals;
 pub mod audit;
 pub mod dead_letters;
@@ -80,6 +81,8 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/orders/{id}/risk", Requires(ReadOrders), get(insights::order_risk)),
         r(Method::GET, "/api/v1/insights/hotspots", Requires(ReadOrders), get(insights::list_hotspots)),
         r(Method::GET, "/api/v1/insights/anomalies", Requires(ReadOrders), get(insights::list_anomalies)),
+        r(Method::GET, "/api/v1/orders/{id}/advice/partial", Requires(ReadOrders), get(advice::partial)),
+        r(Method::GET, "/api/v1/warehouses/{code}/advice/sequence", Requires(ReadOrders), get(advice::sequence_queue)),
         r(Method::POST, "/api/v1/webhook-endpoints", Requires(ManageWebhooks), post(webhook_endpoints::create)),
         r(Method::GET, "/api/v1/webhook-endpoints", Requires(ReadConfig), get(webhook_endpoints::list)),
         r(Method::GET, "/api/v1/webhook-endpoints/{id}", Requires(ReadConfig), get(webhook_endpoints::get_one)),

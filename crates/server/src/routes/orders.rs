@@ -65,6 +65,10 @@ pub struct Explanation {
     pub priority_terms: Vec<dispatch_core::priority::PriorityTerm>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carrier: Option<dispatch_core::CarrierChoice>,
+    /// The late-departure risk, when it changed this decision: model version, probability,
+    /// the rules and terms that used it, and the top factors in plain language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<dispatch_core::risk::RiskNote>,
 }
 
 /// The explanation of the last evaluation in an order's stream.
@@ -89,6 +93,7 @@ pub fn explain(app: &AppState, events: &[Event]) -> Option<Explanation> {
             priority: e.priority,
             priority_terms: e.priority_terms.clone(),
             carrier: e.carrier.clone(),
+            risk: e.risk.clone(),
         }),
         _ => None,
     })
@@ -271,7 +276,7 @@ pub async fn upsert(
             Command::Upsert { facts: Box::new(facts), expected_version: expected },
             now,
             warehouses,
-            Arc::new(Active(policy)),
+            Arc::new(crate::policy::Scored::new(&app, policy)),
         ),
     };
     let outcome = app.store.execute(write).await?;

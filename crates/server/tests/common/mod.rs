@@ -56,9 +56,18 @@ impl TestApp {
         carriers: dispatch_integrations::Carriers,
         security: dispatch_server::limits::SecurityConfig,
     ) -> TestApp {
+        Self::spawn_full(carriers, security, Default::default()).await
+    }
+
+    /// With these follow-ups enabled in the store (e.g. the dispatch history jobs).
+    pub async fn spawn_full(
+        carriers: dispatch_integrations::Carriers,
+        security: dispatch_server::limits::SecurityConfig,
+        follow_ups: dispatch_core::effects::FollowUpConfig,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         // SQLite, or PostgreSQL when TEST_POSTGRES_URL says so.
-        let store = dispatch_store::testing::Location::fresh(dir.path()).await.open().await;
+        let store = dispatch_store::testing::Location::fresh(dir.path()).await.open_with(follow_ups).await;
         let clock = Arc::new(ManualClock::new(start_time()));
         let mut tokens = HashMap::new();
         for role in Role::ALL {
