@@ -74,6 +74,15 @@ impl BatchView {
     pub fn with_follow_ups(follow_ups: dispatch_core::effects::FollowUpConfig) -> Self {
         BatchView { follow_ups, ..BatchView::default() }
     }
+
+    /// The order as an earlier write of this batch left it, if one did.
+    pub fn order(&self, target: &Target) -> Option<Order> {
+        let id = match target {
+            Target::Id(id) => id,
+            Target::NaturalKey { source, external_id } => self.keys.get(&(source.clone(), external_id.clone()))?,
+        };
+        self.orders.get(id).cloned()
+    }
 }
 
 fn new_order_id() -> String {

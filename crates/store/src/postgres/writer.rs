@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use dispatch_core::Order;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 use tokio::sync::{Notify, mpsc};
 
 use crate::time::to_micros;
@@ -14,6 +14,8 @@ use crate::{StoreError, Target, WriteOutcome};
 
 pub const JOBS_CHANNEL: &str = "dispatchd_jobs";
 const ATTEMPTS: usize = 4;
+/// Rows per multi-row statement (16 binds per order row stays far below PostgreSQL's 65,535).
+const CHUNK: usize = 500;
 
 pub(crate) async fn run(
     mut conn: PgConnection,
@@ -67,7 +69,7 @@ async fn attempt(
         }
     };
     let mut view = BatchView::with_follow_ups(follow_ups);
-    let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new() };
+    let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new(), staged: Staged::default() };
     let mut results = Vec::with_capacity(batch.len());
     let mut inbound_seen = std::collections::HashSet::new();
     for p in batch {
@@ -84,6 +86,11 @@ async fn attempt(
             r => results.push(r),
         }
     }
+    let staged = std::mem::take(&mut io.staged);
+    staged.flush(io.conn).await.map_err(|e| match e {
+        StoreError::Db(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
     let enqueued = io.enqueued;
     let audit = std::mem::take(&mut io.audit);
     if !audit.is_empty() {
@@ -157,20 +164,20 @@ async fn write_inbound(
         .fetch_optional(&mut *io.conn)
         .await?;
     if seen.contains(&id) || recorded.is_some() {
-        let order = io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?;
+        let order = match view.order(&w.target) {
+            Some(o) => o,
+            None => io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?,
+        };
         return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
     }
     let outcome = write_one(io, w, view).await?;
-    sqlx::query(
-        "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&key.source)
-    .bind(&key.event_id)
-    .bind(&outcome.order.id)
-    .bind(&key.kind)
-    .bind(to_micros(w.meta.at))
-    .execute(&mut *io.conn)
-    .await?;
+    io.staged.inbound.push((
+        key.source.clone(),
+        key.event_id.clone(),
+        outcome.order.id.clone(),
+        key.kind.clone(),
+        to_micros(w.meta.at),
+    ));
     seen.insert(id);
     Ok(outcome)
 }
@@ -180,6 +187,105 @@ struct PgTx<'c> {
     enqueued: bool,
     /// Audit entries of the events written so far, chained just before commit.
     audit: Vec<dispatch_core::audit::AuditDraft>,
+    staged: Staged,
+}
+
+/// Rows the batch writes, sent as a few multi-row statements before commit rather than one
+/// round trip each. Nothing in the batch reads them back from the database: later writes of
+/// the batch see its orders through the [`BatchView`].
+#[derive(Default)]
+struct Staged {
+    /// (order_id, version, kind, at, actor, request_id, data)
+    events: Vec<(String, i64, &'static str, i64, String, Option<String>, String)>,
+    /// The latest projection per order (an order written twice in a batch is upserted once:
+    /// PostgreSQL refuses to update one row twice in one statement).
+    orders: Vec<Order>,
+    order_index: std::collections::HashMap<String, usize>,
+    /// (kind, order_id, dedupe_key, payload, at)
+    jobs: Vec<(&'static str, String, String, String, i64)>,
+    /// (scope, key, request_hash, response, at)
+    idempotency: Vec<(String, String, String, String, i64)>,
+    /// (source, event_id, order_id, kind, received_at)
+    inbound: Vec<(String, String, String, String, i64)>,
+}
+
+impl Staged {
+    async fn flush(self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        for chunk in self.events.chunks(CHUNK) {
+            let mut b: QueryBuilder<Postgres> =
+                QueryBuilder::new("INSERT INTO events (order_id, version, kind, at, actor, request_id, data) ");
+            b.push_values(chunk, |mut r, (id, version, kind, at, actor, request_id, data)| {
+                r.push_bind(id).push_bind(version).push_bind(*kind).push_bind(at);
+                r.push_bind(actor).push_bind(request_id).push_bind(data);
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.orders.chunks(CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for o in chunk {
+                rows.push((o, serde_json::to_string(&o.hold_reasons)?, serde_json::to_string(o)?));
+            }
+            let mut b: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, \
+                 customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc) ",
+            );
+            b.push_values(rows, |mut r, (o, holds, doc)| {
+                r.push_bind(o.id.clone())
+                    .push_bind(o.facts.source.clone())
+                    .push_bind(o.facts.external_id.clone())
+                    .push_bind(o.version as i64)
+                    .push_bind(o.state.code())
+                    .push_bind(o.facts.warehouse.clone())
+                    .push_bind(o.priority)
+                    .push_bind(holds)
+                    .push_unseparated("::jsonb")
+                    .push_bind(o.facts.customer.id.clone())
+                    .push_bind(o.facts.channel.clone())
+                    .push_bind(o.facts.service_level.code())
+                    .push_bind(o.latest_departure.map(to_micros))
+                    .push_bind(to_micros(o.created_at))
+                    .push_bind(to_micros(o.updated_at))
+                    .push_bind(to_micros(o.state_since))
+                    .push_bind(doc);
+            });
+            b.push(
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
+                 warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
+                 customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
+                 latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
+                 state_since = excluded.state_since, doc = excluded.doc",
+            );
+            b.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.jobs.chunks(CHUNK) {
+            let mut b: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) ",
+            );
+            b.push_values(chunk, |mut r, (kind, order_id, key, payload, at)| {
+                r.push_bind(*kind).push_bind(order_id).push_bind(key).push_bind(payload);
+                r.push_bind(at).push_bind(at).push_bind(at);
+            });
+            b.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            b.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.idempotency.chunks(CHUNK) {
+            let mut b: QueryBuilder<Postgres> =
+                QueryBuilder::new("INSERT INTO idempotency_keys (scope, key, request_hash, response, created_at) ");
+            b.push_values(chunk, |mut r, (scope, key, hash, response, at)| {
+                r.push_bind(scope).push_bind(key).push_bind(hash).push_bind(response).push_bind(at);
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        for chunk in self.inbound.chunks(CHUNK) {
+            let mut b: QueryBuilder<Postgres> =
+                QueryBuilder::new("INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) ");
+            b.push_values(chunk, |mut r, (source, event_id, order_id, kind, at)| {
+                r.push_bind(source).push_bind(event_id).push_bind(order_id).push_bind(kind).push_bind(at);
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 impl PgTx<'_> {
@@ -242,60 +348,27 @@ impl WriteTx for PgTx<'_> {
         for ev in plan.events {
             let data = serde_json::to_string(&ev.data)?;
             self.audit.push(crate::security::event_draft(ev, plan.roles, &data));
-            sqlx::query(
-                "INSERT INTO events (order_id, version, kind, at, actor, request_id, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&ev.order_id)
-            .bind(ev.version as i64)
-            .bind(ev.data.kind())
-            .bind(to_micros(ev.at))
-            .bind(&ev.actor)
-            .bind(&ev.request_id)
-            .bind(data)
-            .execute(&mut *self.conn)
-            .await?;
+            self.staged.events.push((
+                ev.order_id.clone(),
+                ev.version as i64,
+                ev.data.kind(),
+                to_micros(ev.at),
+                ev.actor.clone(),
+                ev.request_id.clone(),
+                data,
+            ));
         }
         let Some(o) = plan.order else { return Ok(()) };
-        sqlx::query(
-            "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, customer_id, \
-             channel, service_level, latest_departure, created_at, updated_at, state_since, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16) \
-             ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
-             warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
-             customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
-             latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-             state_since = excluded.state_since, doc = excluded.doc",
-        )
-        .bind(&o.id)
-        .bind(&o.facts.source)
-        .bind(&o.facts.external_id)
-        .bind(o.version as i64)
-        .bind(o.state.code())
-        .bind(&o.facts.warehouse)
-        .bind(o.priority)
-        .bind(serde_json::to_string(&o.hold_reasons)?)
-        .bind(&o.facts.customer.id)
-        .bind(&o.facts.channel)
-        .bind(o.facts.service_level.code())
-        .bind(o.latest_departure.map(to_micros))
-        .bind(to_micros(o.created_at))
-        .bind(to_micros(o.updated_at))
-        .bind(to_micros(o.state_since))
-        .bind(serde_json::to_string(o)?)
-        .execute(&mut *self.conn)
-        .await?;
+        match self.staged.order_index.get(&o.id) {
+            Some(&i) => self.staged.orders[i] = o.clone(),
+            None => {
+                self.staged.order_index.insert(o.id.clone(), self.staged.orders.len());
+                self.staged.orders.push(o.clone());
+            }
+        }
         for f in plan.jobs {
-            sqlx::query(
-                "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5, $5) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(f.kind)
-            .bind(&o.id)
-            .bind(&f.dedupe_key)
-            .bind(f.payload.to_string())
-            .bind(to_micros(plan.at))
-            .execute(&mut *self.conn)
-            .await?;
+            let payload = f.payload.to_string();
+            self.staged.jobs.push((f.kind, o.id.clone(), f.dedupe_key.clone(), payload, to_micros(plan.at)));
             self.enqueued = true;
         }
         Ok(())
@@ -309,16 +382,7 @@ impl WriteTx for PgTx<'_> {
         response: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(hash)
-        .bind(response)
-        .bind(to_micros(at))
-        .execute(&mut *self.conn)
-        .await?;
+        self.staged.idempotency.push((scope.into(), key.into(), hash.into(), response.into(), to_micros(at)));
         Ok(())
     }
 }
