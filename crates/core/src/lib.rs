@@ -20,6 +20,7 @@ pub mod order;
 pub mod outbound;
 pub mod priority;
 pub mod readiness;
+pub mod route;
 pub mod schedule;
 pub mod tracking;
 pub mod validate;

@@ -248,13 +248,13 @@ impl WriteTx for PgTx<'_> {
         let Some(o) = plan.order else { return Ok(()) };
         sqlx::query(
             "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, customer_id, \
-             channel, service_level, latest_departure, created_at, updated_at, state_since, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16) \
+             channel, service_level, latest_departure, created_at, updated_at, state_since, doc, route_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
              warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
              customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
              latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-             state_since = excluded.state_since, doc = excluded.doc",
+             state_since = excluded.state_since, doc = excluded.doc, route_key = excluded.route_key",
         )
         .bind(&o.id)
         .bind(&o.facts.source)
@@ -272,6 +272,7 @@ impl WriteTx for PgTx<'_> {
         .bind(to_micros(o.updated_at))
         .bind(to_micros(o.state_since))
         .bind(serde_json::to_string(o)?)
+        .bind(dispatch_core::route::member_key(o))
         .execute(&mut *self.conn)
         .await?;
         for f in plan.jobs {
