@@ -445,10 +445,10 @@ impl BookingWorker {
                     reopen.unwrap_or(now + chrono::Duration::seconds(1)).max(now + chrono::Duration::milliseconds(50));
                 metrics::counter!("dispatchd_carrier_bookings_total", "carrier" => preferred, "outcome" => "circuit_open")
                     .increment(1);
-                let why = if plan.auto_fallback || plan.fallbacks.is_empty() && down.len() == plan.carriers.len() {
-                    "every carrier's circuit is open"
-                } else {
-                    "the allowed carriers' circuits are open and the policy allows no automatic fallback"
+                let why = match (&plan.source, plan.auto_fallback) {
+                    (PlanSource::Override { .. }, _) => "the approved route override's carrier is down",
+                    (_, true) => "every carrier's circuit is open",
+                    (_, false) => "the allowed carriers' circuits are open and the policy allows no automatic fallback",
                 };
                 return Ok(Outcome::Retry { at, error: format!("{why} ({})", down.join(", ")) });
             }
