@@ -180,7 +180,8 @@ pub async fn generate_decisions(args: GenerateArgs, cfg: &Config) -> Result<()> 
             let mut facts = f.clone();
             if round > 0 {
                 // What an ERP update looks like: the allocation moves, a price is corrected.
-                let l = &mut facts.lines[round % facts.lines.len()];
+                let i = round % facts.lines.len();
+                let l = &mut facts.lines[i];
                 l.qty_allocated = if round % 3 == 0 { l.qty_allocated.saturating_sub(1) } else { l.qty };
                 l.unit_value = (l.unit_value * (1.0 + round as f64 / 1000.0) * 100.0).round() / 100.0;
             }

@@ -177,10 +177,13 @@ pub fn pick(
             }
             down.push(c.clone());
         }
-        return Pick::Wait { down };
     }
+    // The policy's lane allows no fallback by itself (none listed, or `auto_fallback = false`):
+    // a person decides. The configuration's plan keeps its old behaviour: wait.
+    let lane_forbids = !plan.auto_fallback || plan.fallbacks.is_empty();
     if may_ask
-        && !matches!(plan.source, PlanSource::Override { .. })
+        && lane_forbids
+        && matches!(plan.source, PlanSource::Policy { .. })
         && let Some(c) = plan.fallbacks.iter().chain(others).find(|c| !plan.carriers.contains(c) && is_up(c))
     {
         return Pick::AskOverride { carrier: c.clone(), down };
@@ -634,7 +637,11 @@ mod tests {
 
     fn carriers(toml_src: &str, default: Option<&str>) -> Carriers {
         let configs: BTreeMap<String, CarrierConfig> = toml::from_str(toml_src).unwrap();
-        Carriers::build(&configs, default, &|_| Credentials { api_key: None, webhook_secrets: vec![] }).unwrap()
+        Carriers::build(&configs, default, &|_| Credentials {
+            api_key: Some(dispatch_integrations::Secret::new("k")),
+            webhook_secrets: vec![],
+        })
+        .unwrap()
     }
 
     fn four() -> Carriers {
@@ -795,6 +802,19 @@ base_url = "http://127.0.0.1:1"
         // An allowed carrier up: booked, no approval.
         let p = pick(&plan(&["a", "b"], &[], false), |c| c == "b", |_| true, &[], true);
         assert!(matches!(p, Pick::Book { ref carrier, .. } if carrier == "b"), "{p:?}");
+        // A lane without fallbacks forbids falling back even with auto_fallback on.
+        let p = pick(&plan(&["a"], &[], true), |_| false, |_| true, &strings(&["x"]), true);
+        assert_eq!(p, Pick::AskOverride { carrier: "x".into(), down: strings(&["a"]) });
+        // Automatic fallbacks all down too: wait, no approval.
+        let p = pick(&plan(&["a"], &["f"], true), |_| false, |_| true, &strings(&["x"]), true);
+        assert_eq!(p, Pick::Wait { down: strings(&["a", "f"]) });
+    }
+
+    #[test]
+    fn the_configurations_plan_never_asks_for_an_approval() {
+        let mut p = plan(&["a"], &[], true);
+        p.source = PlanSource::Config;
+        assert_eq!(pick(&p, |_| false, |_| true, &strings(&["x"]), true), Pick::Wait { down: strings(&["a"]) });
     }
 
     #[test]

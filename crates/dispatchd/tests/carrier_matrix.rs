@@ -145,11 +145,19 @@ async fn a_lane_without_fallback_requests_one_route_override_and_books_nothing_u
     )
     .await;
     let id = create(&server.url, &admin, "NF/1").await;
-    let o = wait_for(60, "awaiting approval", || async {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let o = loop {
         let o = get_json(&format!("{}/api/v1/orders/{id}", server.url), &admin).await;
-        (o["state"] == "awaiting_approval").then_some(o)
-    })
-    .await;
+        if o["state"] == "awaiting_approval" {
+            break o;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.path().join("dispatchd.log")).unwrap_or_default();
+            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+            panic!("no route override requested: {o}\n{tail}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let approvals = o["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{o}");
     let a = &approvals[0];
