@@ -183,7 +183,8 @@ pub async fn generate_decisions(args: GenerateArgs, cfg: &Config) -> Result<()> 
                 let i = round % facts.lines.len();
                 let l = &mut facts.lines[i];
                 l.qty_allocated = if round % 3 == 0 { l.qty_allocated.saturating_sub(1) } else { l.qty };
-                l.unit_value = (l.unit_value * (1.0 + round as f64 / 1000.0) * 100.0).round() / 100.0;
+                // A cent more each round: every round's facts differ, so each is a decision.
+                l.unit_value = ((l.unit_value + round as f64 / 100.0) * 100.0).round() / 100.0;
             }
             dispatch_store::OrderWrite {
                 target: dispatch_store::Target::NaturalKey {
@@ -224,11 +225,6 @@ pub async fn generate_decisions(args: GenerateArgs, cfg: &Config) -> Result<()> 
     }
     bar.finish_and_clear();
     store.close().await;
-    eprintln!(
-        "recorded {total} decisions ({} orders × {}) in {:.1?}",
-        args.orders,
-        args.per_order,
-        started.elapsed()
-    );
+    eprintln!("recorded {total} decisions ({} orders × {}) in {:.1?}", args.orders, args.per_order, started.elapsed());
     Ok(())
 }

@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dispatch_core::effects::BOOK_SHIPMENT;
+use dispatch_core::approval::ApprovalError;
 use dispatch_core::approval::{ApprovalDraft, ApprovalStatus};
+use dispatch_core::effects::BOOK_SHIPMENT;
 use dispatch_core::event::CarrierFallback;
 use dispatch_core::{ApprovalKind, Command, Ctx, DomainError, Order, OrderState, Warehouses, decide};
-use dispatch_policy::{BookingRoute, Policy};
-use dispatch_core::approval::ApprovalError;
 use dispatch_integrations::resilience::{Breaker, CircuitState, backoff};
 use dispatch_integrations::{Booking, BookingRequest, Carriers};
+use dispatch_policy::{BookingRoute, Policy};
 use dispatch_server::clock::Clock;
 use dispatch_store::{Job, JobStatus, OrderWrite, Store, StoreError, Target, WriteMeta};
 use rand::Rng;
@@ -431,7 +431,8 @@ impl BookingWorker {
             return Ok(Outcome::Dead { error: "no carrier is configured".into() });
         };
         let now = self.clock.now();
-        let others: Vec<String> = self.carriers.names().filter(|n| !plan.all().any(|c| c == n)).map(String::from).collect();
+        let others: Vec<String> =
+            self.carriers.names().filter(|n| !plan.all().any(|c| c == n)).map(String::from).collect();
         let picked = pick(
             &plan,
             |c| self.breaker(c, |b| b.try_acquire(now)).unwrap_or(false),
@@ -441,7 +442,9 @@ impl BookingWorker {
         );
         let (name, fallback) = match picked {
             Pick::Book { carrier, fallback } => (carrier, fallback),
-            Pick::AskOverride { carrier, down } => return self.request_override(&order, &plan, carrier, down, policy).await,
+            Pick::AskOverride { carrier, down } => {
+                return self.request_override(&order, &plan, carrier, down, policy).await;
+            }
             Pick::Wait { down } => {
                 let reopen = down.iter().filter_map(|c| self.breaker(c, |b| b.reopens_at()).flatten()).min();
                 let at =
@@ -530,7 +533,8 @@ impl BookingWorker {
             carrier: Some(carrier.clone()),
             service: None,
         };
-        let cmd = Command::RequestApproval { draft: Box::new(draft), requester: BOOKING_REQUESTER.into(), roles: vec![] };
+        let cmd =
+            Command::RequestApproval { draft: Box::new(draft), requester: BOOKING_REQUESTER.into(), roles: vec![] };
         let now = self.clock.now();
         let warehouses = self.warehouses.clone();
         let write = OrderWrite {
@@ -545,7 +549,8 @@ impl BookingWorker {
         match self.store.execute(write).await {
             Ok(w) => {
                 tracing::info!(order = %order.id, %carrier, down = ?down, state = %w.order.state, "route override requested");
-                metrics::counter!("dispatchd_route_overrides_requested_total", "carrier" => carrier.clone()).increment(1);
+                metrics::counter!("dispatchd_route_overrides_requested_total", "carrier" => carrier.clone())
+                    .increment(1);
                 if w.order.state == OrderState::Released {
                     // The policy approved it by itself: book the approved carrier now.
                     return Ok(Outcome::Retry { at: now, error: format!("route override to {carrier} auto-approved") });

@@ -41,7 +41,10 @@ fn env(names: &[&str]) -> Vec<(String, String)> {
         .iter()
         .flat_map(|n| {
             let u = n.to_uppercase();
-            [(format!("DISPATCHD_CARRIER_{u}_API_KEY"), format!("k{n}")), (format!("DISPATCHD_CARRIER_{u}_WEBHOOK_SECRETS"), format!("whsec-{n}"))]
+            [
+                (format!("DISPATCHD_CARRIER_{u}_API_KEY"), format!("k{n}")),
+                (format!("DISPATCHD_CARRIER_{u}_WEBHOOK_SECRETS"), format!("whsec-{n}")),
+            ]
         })
         .collect()
 }
@@ -71,7 +74,8 @@ async fn an_outage_of_the_preferred_carrier_falls_back_to_the_policy_lanes_fallb
     std::fs::create_dir_all(&data).unwrap();
     // alpha is in an outage window for the whole test; beta is up.
     let alpha =
-        MockCarrier::start(&["--api-key", "kalpha", "--fault", "outage=0..600000"], &dir.path().join("alpha.log")).await;
+        MockCarrier::start(&["--api-key", "kalpha", "--fault", "outage=0..600000"], &dir.path().join("alpha.log"))
+            .await;
     let beta = MockCarrier::start(&["--api-key", "kbeta"], &dir.path().join("beta.log")).await;
     let gamma = MockCarrier::start(&["--api-key", "kgamma"], &dir.path().join("gamma.log")).await;
     // The configuration alone would fall back to gamma; the policy's lane says beta.
@@ -79,7 +83,11 @@ async fn an_outage_of_the_preferred_carrier_falls_back_to_the_policy_lanes_fallb
         "[carriers]\nknown = [\"alpha\", \"beta\", \"gamma\"]\n\n[[carriers.lanes]]\nid = \"eu-road\"\n\
          destinations = [\"eu\"]\ncarriers = [\"alpha\"]\nfallbacks = [\"beta\"]\n",
     );
-    write_config(&data, &policy, &[("alpha", &alpha.url, "\"gamma\""), ("beta", &beta.url, ""), ("gamma", &gamma.url, "")]);
+    write_config(
+        &data,
+        &policy,
+        &[("alpha", &alpha.url, "\"gamma\""), ("beta", &beta.url, ""), ("gamma", &gamma.url, "")],
+    );
     let token = token(&data_dir_args(&data), "admin");
     let data_arg = data.to_str().unwrap().to_string();
     let server = Proc::start_with_env(
@@ -126,7 +134,8 @@ async fn a_lane_without_fallback_requests_one_route_override_and_books_nothing_u
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let alpha = MockCarrier::start(&["--api-key", "kalpha", "--fault", "down=true"], &dir.path().join("alpha.log")).await;
+    let alpha =
+        MockCarrier::start(&["--api-key", "kalpha", "--fault", "down=true"], &dir.path().join("alpha.log")).await;
     let gamma = MockCarrier::start(&["--api-key", "kgamma"], &dir.path().join("gamma.log")).await;
     // The lane has no fallback; gamma is configured (and the configuration names it as alpha's
     // fallback) but the policy does not allow it for this lane.
@@ -173,7 +182,8 @@ async fn a_lane_without_fallback_requests_one_route_override_and_books_nothing_u
     let o = get_json(&format!("{}/api/v1/orders/{id}", server.url), &admin).await;
     assert_eq!(o["state"], "awaiting_approval");
     assert_eq!(o["approvals"].as_array().unwrap().len(), 1, "one request per order, not per retry: {o}");
-    let requested = timeline(&server.url, &admin, &id).await.into_iter().filter(|e| e["type"] == "approval.requested").count();
+    let requested =
+        timeline(&server.url, &admin, &id).await.into_iter().filter(|e| e["type"] == "approval.requested").count();
     assert_eq!(requested, 1);
     assert_eq!(alpha.bookings().await["purchases"], 0);
     assert_eq!(gamma.bookings().await["purchases"], 0, "no fallback without the approval");

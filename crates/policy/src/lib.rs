@@ -725,7 +725,13 @@ impl Policy {
 
     /// [`Policy::evaluate`] with the route density given instead of looked up: a replay
     /// evaluates a recorded decision with the density it saw.
-    pub fn evaluate_at_density(&self, facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>, density: u32) -> Evaluation {
+    pub fn evaluate_at_density(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        density: u32,
+    ) -> Evaluation {
         self.evaluate_full(facts, wh, now, true, Some(density))
     }
 
@@ -747,9 +753,8 @@ impl Policy {
         }
         let area = dispatch_core::route::postcode_area(&facts.ship_to.country, &facts.ship_to.postcode);
         let wave = dispatch_core::route::wave(&facts.warehouse, d.latest_departure);
-        let density = density.unwrap_or_else(|| {
-            self.densities.density(&format!("{area}|{wave}"), &facts.source, &facts.external_id)
-        });
+        let density = density
+            .unwrap_or_else(|| self.densities.density(&format!("{area}|{wave}"), &facts.source, &facts.external_id));
         comp.route_area.clone_from(&area);
         comp.route_wave.clone_from(&wave);
         comp.route_density = i64::from(density);

@@ -64,7 +64,11 @@ pub const SHIP_TO: &[Field] = &[
     f("city", Str, "city"),
     f("postcode", Str, "postcode as sent"),
     f("country", Str, "ISO 3166-1 alpha-2 country code"),
-    f("postcode_area", Str, "country and the postcode's leading characters, e.g. `NL-10`, `GB-SW`: the same as `route.area`"),
+    f(
+        "postcode_area",
+        Str,
+        "country and the postcode's leading characters, e.g. `NL-10`, `GB-SW`: the same as `route.area`",
+    ),
 ];
 
 pub const PAYMENT: &[Field] = &[
@@ -147,7 +151,11 @@ pub const NOW: &[Field] = &[
 /// Route density: orders to the same postcode area in the same wave (see `dispatch_core::route`).
 pub const ROUTE: &[Field] = &[
     f("area", Str, "postcode area: country and the postcode's leading characters, e.g. `NL-10`, `GB-SW`"),
-    f("wave", Str, "warehouse and latest departure (the cut-off slot on the ship-by date), e.g. `AMS@2026-11-30T17:00Z`"),
+    f(
+        "wave",
+        Str,
+        "warehouse and latest departure (the cut-off slot on the ship-by date), e.g. `AMS@2026-11-30T17:00Z`",
+    ),
     f("density", Int, "orders of this area and wave that are released or booked, this order included (at least 1)"),
 ];
 

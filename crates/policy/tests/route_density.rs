@@ -58,7 +58,8 @@ fn the_density_comes_from_the_table_counts_the_order_once_and_is_recorded() {
     let wh = whs.get("AMS").unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap();
     let a = facts("A", "1012 LG");
-    let term = |e: &dispatch_core::Evaluation| e.priority_terms.iter().find(|t| t.term == "route_density").cloned().unwrap();
+    let term =
+        |e: &dispatch_core::Evaluation| e.priority_terms.iter().find(|t| t.term == "route_density").cloned().unwrap();
 
     // Nothing counted yet: the order alone.
     let e = p.evaluate(&a, wh, now);

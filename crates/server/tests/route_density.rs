@@ -39,10 +39,10 @@ fn at(external_id: &str, postcode: &str) -> Value {
 async fn latest(app: &TestApp, id: &str) -> (Value, i64, i64) {
     let t = app.get_json(&format!("/api/v1/orders/{id}/timeline")).await;
     let e = t["items"].as_array().unwrap().iter().rev().find(|e| e["type"] == "order.evaluated").unwrap().clone();
-    let points = e["priority_terms"].as_array().unwrap().iter().find(|t| t["term"] == "route_density").unwrap()
-        ["points"]
-        .as_i64()
-        .unwrap();
+    let points =
+        e["priority_terms"].as_array().unwrap().iter().find(|t| t["term"] == "route_density").unwrap()["points"]
+            .as_i64()
+            .unwrap();
     (e["inputs"]["route"].clone(), points, e["priority"].as_i64().unwrap())
 }
 
