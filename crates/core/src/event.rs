@@ -39,6 +39,9 @@ pub enum EventData {
         tracking_number: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<String>,
+        /// Set when the booking went to a fallback because the preferred carrier was down.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<CarrierFallback>,
     },
     /// First departure scan: the shipment left the warehouse.
     #[serde(rename = "shipment.dispatched")]
@@ -116,6 +119,21 @@ impl EventData {
     }
 }
 
+/// Why a booking went to another carrier than the one its plan preferred.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CarrierFallback {
+    /// The carrier the plan preferred.
+    pub preferred: String,
+    /// The carriers of the plan that were down, best first.
+    pub down: Vec<String>,
+    /// Why they counted as down, e.g. `circuit open`.
+    pub why: String,
+    /// Lane of the policy's carrier matrix the fallback came from; absent for the
+    /// configuration's `fallback` list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+}
+
 /// One recorded event of an order's stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
@@ -179,8 +197,16 @@ fn summary_of(data: &EventData) -> String {
             Some(r) => format!("Cancelled: {r}"),
             None => "Cancelled".to_string(),
         },
-        EventData::Booked { carrier, tracking_number, .. } => {
+        EventData::Booked { carrier, tracking_number, fallback: None, .. } => {
             format!("Booked with {carrier}, tracking {tracking_number}")
+        }
+        EventData::Booked { carrier, tracking_number, fallback: Some(f), .. } => {
+            let lane = f.lane.as_ref().map(|l| format!(" of lane {l}")).unwrap_or_default();
+            format!(
+                "Booked with fallback carrier {carrier}{lane}, tracking {tracking_number}: {} down ({})",
+                f.down.join(", "),
+                f.why
+            )
         }
         EventData::Dispatched { departed_at } => format!("Departed the warehouse at {}", departed_at.to_rfc3339()),
         EventData::Delivered { delivered_at } => format!("Delivered at {}", delivered_at.to_rfc3339()),

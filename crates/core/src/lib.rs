@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod priority;
 pub mod readiness;
 pub mod risk;
+pub mod route;
 pub mod schedule;
 pub mod tracking;
 pub mod validate;

@@ -112,6 +112,13 @@ pub enum Command {
         tracking_number: String,
         service: Option<String>,
     },
+    /// A booking with a fallback carrier, with why the preferred one was not used.
+    RecordFallbackBooking {
+        carrier: String,
+        tracking_number: String,
+        service: Option<String>,
+        fallback: Box<crate::event::CarrierFallback>,
+    },
     RecordDeparture {
         at: DateTime<Utc>,
     },
@@ -355,15 +362,12 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
                 })
                 .collect())
         }
-        (Some(o), Command::RecordBooking { carrier, tracking_number, service }) => match o.state {
-            OrderState::Released => Ok(vec![EventData::Booked { carrier, tracking_number, service }]),
-            // A booking that went to the dead letters put the order in `exception`; a manual
-            // reprocess that succeeds books it after all.
-            OrderState::Exception if o.shipment.is_none() => {
-                Ok(vec![EventData::Booked { carrier, tracking_number, service }])
-            }
-            from => Err(DomainError::IllegalTransition { from, action: "book" }),
-        },
+        (Some(o), Command::RecordBooking { carrier, tracking_number, service }) => {
+            book(o, EventData::Booked { carrier, tracking_number, service, fallback: None })
+        }
+        (Some(o), Command::RecordFallbackBooking { carrier, tracking_number, service, fallback }) => {
+            book(o, EventData::Booked { carrier, tracking_number, service, fallback: Some(*fallback) })
+        }
         (Some(o), Command::RecordDeparture { at }) => match o.state {
             OrderState::Booked => Ok(vec![EventData::Dispatched { departed_at: at }]),
             OrderState::Dispatched | OrderState::Delivered => Ok(vec![]),
@@ -382,6 +386,16 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
             from => Err(DomainError::IllegalTransition { from, action: "raise an exception on" }),
         },
         (Some(o), Command::RecordTracking { update }) => decide_tracking(o, update),
+    }
+}
+
+fn book(o: &Order, booked: EventData) -> Result<Vec<EventData>, DomainError> {
+    match o.state {
+        OrderState::Released => Ok(vec![booked]),
+        // A booking that went to the dead letters put the order in `exception`; a manual
+        // reprocess that succeeds books it after all.
+        OrderState::Exception if o.shipment.is_none() => Ok(vec![booked]),
+        from => Err(DomainError::IllegalTransition { from, action: "book" }),
     }
 }
 
@@ -680,7 +694,7 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             o.status_note = reason.clone();
             OrderState::Cancelled
         }
-        EventData::Booked { carrier, tracking_number, service } => {
+        EventData::Booked { carrier, tracking_number, service, .. } => {
             o.shipment = Some(Shipment {
                 carrier: carrier.clone(),
                 tracking_number: tracking_number.clone(),

@@ -329,7 +329,7 @@ pub fn map_event(ev: &Event, order: OrderRef, before: Option<OrderState>, after:
         EventData::ExceptionRaised { reason } => {
             msg(ev, EventType::OrderException, OrderNoteData { order: order.clone(), reason: Some(reason.clone()) })
         }
-        EventData::Booked { carrier, tracking_number, service } => msg(
+        EventData::Booked { carrier, tracking_number, service, .. } => msg(
             ev,
             EventType::ShipmentBooked,
             ShipmentData {

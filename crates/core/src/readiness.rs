@@ -52,6 +52,20 @@ pub struct EvalInputs {
     pub latest_departure: DateTime<Utc>,
     pub customs: Customs,
     pub required_documents: Vec<String>,
+    /// Postcode area, wave and route density the policy saw; only when it reads `route`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteInput>,
+}
+
+/// The route density an evaluation saw (see [`crate::route`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RouteInput {
+    /// e.g. `NL-10`
+    pub area: String,
+    /// e.g. `AMS@2026-11-30T17:00Z`
+    pub wave: String,
+    /// Orders of the area and wave that are released or booked, this one included.
+    pub density: u32,
 }
 
 /// The result of one readiness evaluation.
@@ -149,6 +163,7 @@ pub fn evaluate(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evalu
             latest_departure,
             customs,
             required_documents,
+            route: None,
         },
         policy: BUILTIN_POLICY.to_string(),
         rules: vec![],

@@ -105,6 +105,7 @@ pub async fn serve(
     let state = state_with(cfg, store.clone(), clock.clone(), carriers.clone())?;
     let odoo = crate::odoo::attach(cfg, &state)?;
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    let densities = tokio::spawn(refresh_route_densities(state.clone()));
     let mut schedules = cfg.schedules.clone();
     schedules.extend(crate::odoo::schedule(cfg).filter(|s| !schedules.iter().any(|c| c.name == s.name)));
     let scheduler = scheduler(state.clone(), &schedules)?;
@@ -118,7 +119,12 @@ pub async fn serve(
     let history = dispatch_server::intel::spawn_history_worker(state.clone(), stop_rx.clone());
     let worker = if booking.enabled && !carriers.is_empty() {
         tracing::info!(carriers = carriers.len(), concurrency = booking.concurrency, "booking workers started");
-        Some(BookingWorker::new(store, carriers, clock, state.warehouses.clone(), booking).spawn(stop_rx.clone()))
+        let app = state.clone();
+        let policy: crate::workers::PolicySource = Arc::new(move || app.policy.policy());
+        Some(
+            BookingWorker::new(store, carriers, clock, state.warehouses.clone(), policy, booking)
+                .spawn(stop_rx.clone()),
+        )
     } else {
         if carriers.is_empty() {
             tracing::warn!("no carriers configured: released orders wait for booking");
@@ -145,7 +151,21 @@ pub async fn serve(
     };
     let result = dispatch_server::serve(listener, state, shutdown).await.context("server failed");
     reload.abort();
+    densities.abort();
     result
+}
+
+/// Every node keeps its policy's route-density table fresh (when the policy reads `route.*`):
+/// at start and every 30 s, one indexed read. The leader's priority sweep also refreshes it
+/// and re-evaluates the orders of waves that changed.
+async fn refresh_route_densities(app: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        if let Err(e) = dispatch_server::policy::refresh_route_densities(&app).await {
+            tracing::warn!(error = %e, "could not count route densities");
+        }
+    }
 }
 
 /// The server state for this configuration: warehouses, the policy in force, carriers.

@@ -174,6 +174,23 @@ enum PolicyCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Fill an empty data directory with recorded decisions for a replay benchmark: demo
+    /// orders, each received and then updated and re-evaluated every 37 minutes.
+    GenerateDecisions {
+        /// Orders to generate.
+        #[arg(long, default_value_t = 100_000)]
+        orders: usize,
+        /// Decisions per order (the first on arrival, the others after updates).
+        #[arg(long, default_value_t = 10)]
+        per_order: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Clock of the first decisions (RFC 3339); a Tuesday morning by default.
+        #[arg(long, default_value = "2026-11-24T08:00:00Z")]
+        start: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Why an order is held, why this priority, why this carrier.
     Explain {
         order_id: String,
@@ -464,6 +481,14 @@ async fn run(cli: Cli) -> Result<()> {
                     let since = since.as_deref().map(parse_since).transpose()?;
                     policy_cli::replay(policy_cli::ReplayArgs { candidate: &candidate, since, json, examples }, &cfg)
                         .await
+                }
+                PolicyCmd::GenerateDecisions { orders, per_order, seed, start, store } => {
+                    let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;
+                    let start = chrono::DateTime::parse_from_rfc3339(&start)
+                        .with_context(|| format!("--start `{start}` is not an RFC 3339 instant"))?
+                        .with_timezone(&chrono::Utc);
+                    let args = policy_cli::GenerateArgs { orders, per_order, seed, start };
+                    policy_cli::generate_decisions(args, &cfg).await
                 }
                 PolicyCmd::Explain { order_id, json, store } => {
                     let cfg = Config::load(store.config.as_deref(), &overrides(&store, None, None))?;

@@ -142,3 +142,89 @@ pub async fn explain(order_id: &str, cfg: &Config, json: bool) -> Result<()> {
 fn exception(policy: &Policy, r: dispatch_core::HoldReason) -> String {
     policy.exception_text(r).map(|(title, text)| format!(" — {title}: {text}")).unwrap_or_default()
 }
+
+pub struct GenerateArgs {
+    pub orders: usize,
+    pub per_order: usize,
+    pub seed: u64,
+    /// The clock of the first decisions; each further round is 37 minutes later.
+    pub start: DateTime<Utc>,
+}
+
+/// Fills an empty data directory with recorded decisions for a replay benchmark: `orders`
+/// demo orders (the demo's mix of warehouses, destinations and problems), each decided
+/// `per_order` times — received, then updated by the system of record every 37 minutes (a
+/// changed allocation or unit value), each update re-evaluated under the configured policy.
+/// Written through the ordinary write path, so the event log is what a real one looks like.
+pub async fn generate_decisions(args: GenerateArgs, cfg: &Config) -> Result<()> {
+    use futures::StreamExt;
+    if args.orders == 0 || args.per_order == 0 {
+        bail!("--orders and --per-order must be at least 1");
+    }
+    let warehouses = Arc::new(cfg.warehouses()?);
+    let (policy, _) = cfg.policy()?;
+    let store = app::open_store(cfg).await?;
+    let existing = store.order_count().await?;
+    if existing > 0 {
+        store.close().await;
+        bail!("the database already holds {existing} orders; generate into a new --data-dir");
+    }
+    let base = crate::demo::orders(args.seed, args.orders, args.start, &warehouses);
+    let total = (args.orders * args.per_order) as u64;
+    let bar = app::progress(total, "recording decisions");
+    let started = std::time::Instant::now();
+    let rules: Arc<dyn dispatch_core::Evaluator> = Arc::new(dispatch_server::policy::Active(policy));
+    for round in 0..args.per_order {
+        let now = args.start + chrono::Duration::minutes(37 * round as i64);
+        let writes = base.iter().map(|f| {
+            let mut facts = f.clone();
+            if round > 0 {
+                // What an ERP update looks like: the allocation moves, a price is corrected.
+                let i = round % facts.lines.len();
+                let l = &mut facts.lines[i];
+                l.qty_allocated = if round % 3 == 0 { l.qty_allocated.saturating_sub(1) } else { l.qty };
+                // A cent more each round: every round's facts differ, so each is a decision.
+                l.unit_value = ((l.unit_value + round as f64 / 100.0) * 100.0).round() / 100.0;
+            }
+            dispatch_store::OrderWrite {
+                target: dispatch_store::Target::NaturalKey {
+                    source: facts.source.clone(),
+                    external_id: facts.external_id.clone(),
+                },
+                meta: dispatch_store::WriteMeta {
+                    actor: "bench:generate".into(),
+                    roles: vec![],
+                    request_id: None,
+                    at: now,
+                },
+                idempotency: None,
+                decide: dispatch_store::decision(
+                    dispatch_core::Command::Upsert { facts: Box::new(facts), expected_version: None },
+                    now,
+                    warehouses.clone(),
+                    rules.clone(),
+                ),
+            }
+        });
+        let store2 = store.clone();
+        let mut results = futures::stream::iter(writes)
+            .map(move |w| {
+                let store = store2.clone();
+                async move { store.execute(w).await }
+            })
+            .buffer_unordered(512);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) => bar.inc(1),
+                Err(e) => {
+                    store.close().await;
+                    return Err(e).context("recording a decision");
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    store.close().await;
+    eprintln!("recorded {total} decisions ({} orders × {}) in {:.1?}", args.orders, args.per_order, started.elapsed());
+    Ok(())
+}

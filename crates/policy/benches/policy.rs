@@ -99,6 +99,7 @@ fn replay_million(c: &mut Criterion) {
                 policy: e.policy,
                 rules: vec![],
                 latest: k == 9,
+                route_density: None,
             });
         }
     }

@@ -348,7 +348,8 @@ impl Policy {
         let vals = self.request_vals(draft, requester_roles, facts, wh);
         let d = self.derive(facts, wh, now);
         let scratch = Scratch::new(facts, wh, &d, &self.needs);
-        let comp = Computed::new(facts, wh, now, &d, &self.needs);
+        let mut comp = Computed::new(facts, wh, now, &d, &self.needs);
+        self.route_of(facts, &d, &mut comp, None);
         let mut ctx = Context::with_env(self.env.clone());
         schema::bind(&mut ctx, facts, wh, &d, &scratch, &comp);
         schema::bind_request(&mut ctx, &vals);

@@ -47,6 +47,8 @@ pub struct Lane {
     pub hazmat: bool,
     pub carriers: Vec<String>,
     pub fallbacks: Vec<String>,
+    /// Whether the booking worker may book a fallback without a person's approval.
+    pub auto_fallback: bool,
 }
 
 impl Lane {
@@ -141,4 +143,31 @@ pub fn choose_carrier(m: &CarrierMatrix, facts: &OrderFacts, wh: &Warehouse, una
         .map(|c| (*c).clone())
         .collect();
     CarrierChoice { carrier: chosen, lane: Some(lane.id.clone()), alternatives, reason }
+}
+
+/// What the booking worker may try for an order, from the matrix: the lane that takes it, its
+/// allowed carriers in order (the order's own preference first when the lane allows it and
+/// the matrix honours preferences), and the lane's fallbacks for when every allowed one is down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookingRoute {
+    pub lane: String,
+    pub carriers: Vec<String>,
+    pub fallbacks: Vec<String>,
+    /// Fallbacks may be booked without a person; otherwise a `route_override` is requested.
+    pub auto_fallback: bool,
+}
+
+/// The booking route of an order: `None` when no lane takes it.
+pub fn booking_route(m: &CarrierMatrix, facts: &OrderFacts, wh: &Warehouse) -> Option<BookingRoute> {
+    let lane = m.lanes.iter().find(|l| l.why_not(facts, wh).is_none())?;
+    let mut carriers = lane.carriers.clone();
+    if m.honour_preference
+        && let Some(p) = &facts.carrier_preference
+        && let Some(i) = carriers.iter().position(|c| c == p)
+    {
+        let p = carriers.remove(i);
+        carriers.insert(0, p);
+    }
+    let fallbacks = lane.fallbacks.iter().filter(|f| !carriers.contains(f)).cloned().collect();
+    Some(BookingRoute { lane: lane.id.clone(), carriers, fallbacks, auto_fallback: lane.auto_fallback })
 }

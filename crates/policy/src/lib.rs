@@ -27,6 +27,7 @@ use toml::Spanned;
 pub mod approvals;
 pub mod carriers;
 pub mod check;
+pub mod density;
 pub mod error;
 pub mod model;
 pub mod native;
@@ -35,7 +36,7 @@ pub mod risk;
 pub mod schema;
 pub mod template;
 
-pub use carriers::{CarrierMatrix, choose_carrier};
+pub use carriers::{BookingRoute, CarrierMatrix, booking_route, choose_carrier};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::OnError;
 pub use replay::{Collector, Parsed, RecordedDecision, ReplayReport, parse_raw, replay};
@@ -138,6 +139,8 @@ pub struct Policy {
     pub advice: model::AdviceDef,
     /// Derived values some expression reads (the others are not computed).
     needs: Needs,
+    /// Route memberships `route.density` is counted from; refreshed by the server.
+    pub densities: density::RouteDensities,
 }
 
 impl std::fmt::Debug for Policy {
@@ -608,6 +611,7 @@ impl Policy {
                 hazmat: l.hazmat,
                 carriers: l.carriers.iter().map(|x| x.get_ref().clone()).collect(),
                 fallbacks: l.fallbacks.iter().map(|x| x.get_ref().clone()).collect(),
+                auto_fallback: l.auto_fallback.unwrap_or(cd.auto_fallback),
             });
         }
 
@@ -650,6 +654,7 @@ impl Policy {
             advice: parsed.advice,
             approvals,
             needs: Needs::from_reads(c.reads.iter().map(String::as_str)),
+            densities: density::RouteDensities::default(),
         })
     }
 
@@ -669,6 +674,11 @@ impl Policy {
         let all: Vec<&Expr> =
             self.rules.iter().map(|r| &r.cond).chain(self.terms.iter().map(|t| &t.expr)).chain(placeholders).collect();
         (all.iter().filter(|e| e.native.is_some()).count(), all.len())
+    }
+
+    /// Whether any expression reads `route.*` (so the route density must be kept fresh).
+    pub fn reads_route(&self) -> bool {
+        self.needs.route
     }
 
     /// Whether any priority term depends on the time (and so needs the periodic refresh).
@@ -752,17 +762,65 @@ impl Policy {
         self.evaluate_with(facts, wh, now, false, risk)
     }
 
+    /// [`Policy::evaluate`] with the route density given instead of looked up: a replay
+    /// evaluates a recorded decision with the density it saw.
+    pub fn evaluate_at_density(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        density: u32,
+    ) -> Evaluation {
+        self.evaluate_full(facts, wh, now, true, None, Some(density))
+    }
+
     fn evaluate_with(
         &self,
         facts: &OrderFacts,
         wh: &Warehouse,
         now: DateTime<Utc>,
         fast: bool,
+        risk: Option<&dyn RiskSource>,
+    ) -> Evaluation {
+        self.evaluate_full(facts, wh, now, fast, risk, None)
+    }
+
+    /// Fills `route.*` when the policy reads it: the key from the order and its latest
+    /// departure, the density from `density` or the table.
+    pub(crate) fn route_of(
+        &self,
+        facts: &OrderFacts,
+        d: &Derived,
+        comp: &mut Computed,
+        density: Option<u32>,
+    ) -> Option<dispatch_core::readiness::RouteInput> {
+        if !self.needs.route {
+            return None;
+        }
+        let area = dispatch_core::route::postcode_area(&facts.ship_to.country, &facts.ship_to.postcode);
+        let wave = dispatch_core::route::wave(&facts.warehouse, d.latest_departure);
+        let density = density
+            .unwrap_or_else(|| self.densities.density(&format!("{area}|{wave}"), &facts.source, &facts.external_id));
+        comp.route_area.clone_from(&area);
+        comp.route_wave.clone_from(&wave);
+        comp.route_density = i64::from(density);
+        Some(dispatch_core::readiness::RouteInput { area, wave, density })
+    }
+
+    fn evaluate_full(
+        &self,
+        facts: &OrderFacts,
+        wh: &Warehouse,
+        now: DateTime<Utc>,
+        fast: bool,
         risk_source: Option<&dyn RiskSource>,
+        density: Option<u32>,
     ) -> Evaluation {
         let d = self.derive(facts, wh, now);
         let scratch = Scratch::new(facts, wh, &d, &self.needs);
-        let comp = Computed::new(facts, wh, now, &d, &self.needs);
+        let mut comp = Computed::new(facts, wh, now, &d, &self.needs);
+        let route = self.route_of(facts, &d, &mut comp, density);
+        let comp = comp;
         // The carrier first: the model scores the order with the carrier it will be booked with.
         let carrier = choose_carrier(&self.carriers, facts, wh, &[]);
         let query = risk::RiskQuery {
@@ -942,6 +1000,7 @@ impl Policy {
                 latest_departure: d.latest_departure,
                 customs: d.customs,
                 required_documents: d.required_documents,
+                route,
             },
             policy: self.hash.clone(),
             rules: hits,
@@ -953,6 +1012,11 @@ impl Policy {
     /// The carrier for an order, skipping carriers that are `unavailable` right now.
     pub fn choose_carrier(&self, facts: &OrderFacts, wh: &Warehouse, unavailable: &[&str]) -> CarrierChoice {
         choose_carrier(&self.carriers, facts, wh, unavailable)
+    }
+
+    /// The carriers the booking worker may try for an order; `None` when no lane takes it.
+    pub fn booking_route(&self, facts: &OrderFacts, wh: &Warehouse) -> Option<BookingRoute> {
+        booking_route(&self.carriers, facts, wh)
     }
 
     /// Human title and text of a reason code from the catalogue.

@@ -283,6 +283,10 @@ pub struct CarriersDef {
     /// Honour the order's `carrier_preference` when the lane allows it.
     #[serde(default = "yes")]
     pub honour_preference: bool,
+    /// The booking worker may book a lane's fallback by itself when every allowed carrier is
+    /// down; when false it requests a `route_override` approval instead. A lane may override.
+    #[serde(default = "yes")]
+    pub auto_fallback: bool,
     #[serde(default)]
     pub lanes: Vec<LaneDef>,
 }
@@ -314,6 +318,9 @@ pub struct LaneDef {
     /// Tried in order when every allowed carrier is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
+    /// Overrides `[carriers] auto_fallback` for this lane.
+    #[serde(default)]
+    pub auto_fallback: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub struct RecordedDecision {
     pub rules: Vec<String>,
     /// This is the order's latest decision (its current one, for ranking).
     pub latest: bool,
+    /// The route density the decision saw, when its policy read it.
+    pub route_density: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
@@ -158,7 +160,11 @@ pub fn replay(
                             out.push(None);
                             continue;
                         };
-                        let e = candidate.evaluate(&d.facts, wh, d.now);
+                        // The density the order saw then, not today's table.
+                        let e = match d.route_density {
+                            Some(n) => candidate.evaluate_at_density(&d.facts, wh, d.now, n),
+                            None => candidate.evaluate(&d.facts, wh, d.now),
+                        };
                         let errors = e.rules.iter().filter(|r| r.error.is_some()).count() as u64;
                         out.push(Some(One {
                             idx: ci * chunk + i,
@@ -402,6 +408,7 @@ impl Collector {
                     e.inputs.latest_departure,
                     e.policy,
                     rules,
+                    e.inputs.route.map(|r| r.density),
                 );
             }
             _ => {}
@@ -440,6 +447,7 @@ impl Collector {
                     d.inputs.latest_departure,
                     d.policy,
                     rules,
+                    d.inputs.route.map(|r| r.density),
                 );
             }
         }
@@ -457,6 +465,7 @@ impl Collector {
         latest_departure: DateTime<Utc>,
         policy: String,
         rules: Vec<String>,
+        route_density: Option<u32>,
     ) {
         if let Some(prev) = self.last.insert(order_id.clone(), self.out.len())
             && let Some(p) = self.out.get_mut(prev)
@@ -474,6 +483,7 @@ impl Collector {
             policy,
             rules,
             latest: true,
+            route_density,
         });
     }
 
@@ -494,6 +504,13 @@ impl Collector {
 pub struct SlimInputs {
     now: DateTime<Utc>,
     latest_departure: DateTime<Utc>,
+    #[serde(default)]
+    route: Option<SlimRoute>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SlimRoute {
+    density: u32,
 }
 
 #[derive(Debug, serde::Deserialize)]

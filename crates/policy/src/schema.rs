@@ -64,7 +64,11 @@ pub const SHIP_TO: &[Field] = &[
     f("city", Str, "city"),
     f("postcode", Str, "postcode as sent"),
     f("country", Str, "ISO 3166-1 alpha-2 country code"),
-    f("postcode_area", Str, "country and the postcode's first two characters, e.g. `NL-10`: the route-density key"),
+    f(
+        "postcode_area",
+        Str,
+        "country and the postcode's leading characters, e.g. `NL-10`, `GB-SW`: the same as `route.area`",
+    ),
 ];
 
 pub const PAYMENT: &[Field] = &[
@@ -144,6 +148,17 @@ pub const NOW: &[Field] = &[
     f("days_to_promised", Int, "calendar days from the local date to the promised date"),
 ];
 
+/// Route density: orders to the same postcode area in the same wave (see `dispatch_core::route`).
+pub const ROUTE: &[Field] = &[
+    f("area", Str, "postcode area: country and the postcode's leading characters, e.g. `NL-10`, `GB-SW`"),
+    f(
+        "wave",
+        Str,
+        "warehouse and latest departure (the cut-off slot on the ship-by date), e.g. `AMS@2026-11-30T17:00Z`",
+    ),
+    f("density", Int, "orders of this area and wave that are released or booked, this order included (at least 1)"),
+];
+
 /// The approval request being routed: only `[[approvals.route]]` conditions may read it.
 pub const REQUEST: &[Field] = &[
     f("kind", Str, "approval kind, e.g. `expedited_freight`"),
@@ -179,6 +194,7 @@ pub const ROOTS: &[Field] = &[
     f("lines", ObjList(LINE), "the order lines"),
     f("warehouse", Obj(WAREHOUSE), "the warehouse the order leaves from"),
     f("now", Obj(NOW), "the evaluation time with warehouse-local helpers"),
+    f("route", Obj(ROUTE), "postcode area, wave and route density"),
     f("request", Obj(REQUEST), "the approval request being routed (approval routes only)"),
     f(
         "risk",
@@ -318,6 +334,8 @@ pub struct Needs {
     pub risk: bool,
     /// Some expression reads `risk.factors` (the model is asked for explanations).
     pub risk_factors: bool,
+    /// Any `route.*` read: the route key is computed and the density looked up.
+    pub route: bool,
 }
 
 impl Needs {
@@ -340,6 +358,7 @@ impl Needs {
             missing_documents: true,
             risk: true,
             risk_factors: true,
+            route: true,
         }
     }
 
@@ -366,6 +385,7 @@ impl Needs {
             missing_documents: r("order.missing_documents"),
             risk: reads.iter().any(|x| crate::risk::is_risk_path(x)),
             risk_factors: r("risk.factors"),
+            route: reads.iter().any(|x| *x == "route" || x.starts_with("route.")),
         }
     }
 }
@@ -394,6 +414,10 @@ pub struct Computed {
     pub time_to_cutoff: String,
     pub time_past_cutoff: String,
     pub days_to_promised: i64,
+    /// `route.*`, filled by the evaluation when the policy reads it.
+    pub route_area: String,
+    pub route_wave: String,
+    pub route_density: i64,
 }
 
 impl Computed {
@@ -428,10 +452,7 @@ impl Computed {
             margin,
             weight_kg: facts.total_weight_kg(),
             hazmat: facts.has_hazmat(),
-            postcode_area: when(n.postcode_area, &|| {
-                let area: String = a.postcode.chars().filter(|c| c.is_ascii_alphanumeric()).take(2).collect();
-                format!("{}-{}", a.country, area.to_ascii_uppercase())
-            }),
+            postcode_area: when(n.postcode_area, &|| dispatch_core::route::postcode_area(&a.country, &a.postcode)),
             promised_date: when(n.promised_date, &|| facts.promised_date.to_string()),
             ship_by: when(n.ship_by, &|| d.ship_by.to_string()),
             cutoff: when(n.cutoff, &|| d.cutoff.format("%H:%M").to_string()),
@@ -446,11 +467,14 @@ impl Computed {
             time_to_cutoff: when(n.time_to_cutoff, &|| human_duration(d.latest_departure - now)),
             time_past_cutoff: when(n.time_past_cutoff, &|| human_duration(now - d.latest_departure)),
             days_to_promised: (facts.promised_date - today).num_days(),
+            route_area: String::new(),
+            route_wave: String::new(),
+            route_density: 1,
         }
     }
 }
 
-/// Binds `order`, `customer`, `lines`, `warehouse` and `now` for the interpreter.
+/// Binds `order`, `customer`, `lines`, `warehouse`, `now` and `route` for the interpreter.
 pub fn bind<'v>(
     ctx: &mut Context<'_, 'v>,
     facts: &'v OrderFacts,
@@ -563,6 +587,10 @@ pub fn bind<'v>(
     ctx.add_variable_as_val("lines", Box::new(CelList::from(lines)));
     ctx.add_variable_as_val("warehouse", warehouse);
     ctx.add_variable_as_val("now", now_v);
+    ctx.add_variable_as_val(
+        "route",
+        obj(vec![("area", sb(&c.route_area)), ("wave", sb(&c.route_wave)), ("density", iv(c.route_density))]),
+    );
 }
 
 fn utc0() -> FixedOffset {

@@ -94,3 +94,52 @@ fn the_carrier_matrix_honours_preference_falls_back_and_explains() {
     assert!(e.hold_reasons.contains(&dispatch_core::HoldReason::CarrierUnavailable), "{:?}", e.hold_reasons);
     assert!(e.carrier.unwrap().reason.contains("no lane takes this order"));
 }
+
+#[test]
+fn the_booking_route_is_the_lane_in_preference_order_then_its_fallbacks() {
+    let p = Policy::default_policy();
+    let whs = common::warehouses();
+    let wh = whs.get("AMS").unwrap();
+    let f = base_order();
+    let r = p.booking_route(&f, wh).unwrap();
+    assert_eq!(r.lane, "parcel-eu");
+    // The order's preference first, then the lane's order.
+    assert_eq!(r.carriers, ["dpd", "dhl", "gls", "postnl", "ups"]);
+    assert_eq!(r.fallbacks, ["dhl_freight"]);
+    assert!(r.auto_fallback, "automatic fallback is the default");
+    // A preference the lane does not allow changes nothing.
+    let mut other = f.clone();
+    other.carrier_preference = Some("own_fleet".into());
+    assert_eq!(p.booking_route(&other, wh).unwrap().carriers[0], "dhl");
+    // No lane takes it: no route (the configuration's fallback applies in the worker).
+    let strict = DEFAULT_POLICY
+        .replace("[[carriers.lanes]]\nid = \"freight\"\ndestinations = [\"*\"]\ncarriers = [\"dhl_freight\"]\nfallbacks = [\"ups\"]\n", "");
+    let strict = Policy::compile(&strict, "s.toml", None).unwrap();
+    let mut h = f.clone();
+    h.lines[0].hazmat = true;
+    assert_eq!(strict.booking_route(&h, wh), None);
+}
+
+#[test]
+fn auto_fallback_is_set_for_the_matrix_and_overridden_per_lane() {
+    let src = DEFAULT_POLICY.replace("honour_preference = true\n", "honour_preference = true\nauto_fallback = false\n");
+    let src = src.replacen(
+        "carriers = [\"dhl\", \"dpd\", \"gls\", \"postnl\", \"ups\"]\nfallbacks = [\"dhl_freight\"]\n",
+        "carriers = [\"dhl\", \"dpd\", \"gls\", \"postnl\", \"ups\"]\nfallbacks = [\"dhl_freight\"]\nauto_fallback = true\n",
+        1,
+    );
+    let p = Policy::compile(&src, "a.toml", None).unwrap();
+    let whs = common::warehouses();
+    let wh = whs.get("AMS").unwrap();
+    let f = base_order();
+    assert!(p.booking_route(&f, wh).unwrap().auto_fallback, "the lane overrides the matrix");
+    let mut h = f.clone();
+    h.lines[0].hazmat = true;
+    let r = p.booking_route(&h, wh).unwrap();
+    assert_eq!(r.lane, "freight");
+    assert!(!r.auto_fallback, "the matrix's setting");
+    // A typo is refused like every unknown key.
+    let bad = DEFAULT_POLICY.replace("honour_preference = true\n", "honour_preference = true\nauto_fallbak = false\n");
+    let e = Policy::compile(&bad, "b.toml", None).unwrap_err();
+    assert!(e.to_string().contains("auto_fallbak"), "{e}");
+}

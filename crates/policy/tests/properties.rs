@@ -114,6 +114,7 @@ fn a_replay_of_a_tightened_rule_changes_exactly_the_orders_it_catches() {
             policy: e.policy,
             rules: vec![],
             latest: true,
+            route_density: None,
         });
     }
     // Unchanged policy: nothing changes.

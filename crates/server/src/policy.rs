@@ -49,6 +49,8 @@ impl PolicyState {
     }
 
     pub fn swap(&self, policy: Arc<Policy>, origin: &'static str, now: DateTime<Utc>) {
+        // The new policy starts with the route densities counted so far.
+        policy.densities.set(self.policy().densities.snapshot());
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Loaded { policy, loaded_at: now, origin });
     }
 }
@@ -210,20 +212,40 @@ pub async fn reevaluate_held(app: &AppState, actor: &str) -> Result<Pass, StoreE
     reevaluate(app, q, actor).await
 }
 
-/// The periodic priority refresh, incremental: only released orders whose latest departure
-/// is still ahead and within the policy's horizon can have a score that changed with time.
+/// The periodic priority refresh, incremental. When the policy reads `route.*`, the route
+/// densities are counted again (the store lists each wave's members from its index) and only
+/// the released orders of waves whose membership changed are re-evaluated. When a priority
+/// term reads the time, the released orders whose latest departure is still ahead and within
+/// the policy's horizon are re-evaluated. Either way only orders whose decision changed get
+/// an event.
 pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
     let policy = app.policy.policy();
+    let mut pass = Pass::default();
     // The sweep is also where a node notices a promoted or rolled-back risk model.
     let model = app.intel.refresh(app.store.as_ref()).await?;
     if policy.reads_risk() && model.changed {
         // Held orders may be held (or not) because of the old model's score.
-        let pass = reevaluate_held(app, "system:risk-model").await?;
-        tracing::info!(version = ?model.version, checked = pass.checked, changed = pass.changed, "re-evaluated held orders under the new risk model");
+        let held = reevaluate_held(app, "system:risk-model").await?;
+        tracing::info!(version = ?model.version, checked = held.checked, changed = held.changed, "re-evaluated held orders under the new risk model");
+    }
+    if policy.reads_route() {
+        let touched = refresh_route_densities(app).await?;
+        let targets = touched
+            .iter()
+            .filter_map(|m| dispatch_policy::density::natural_key(m))
+            .map(|(source, external_id)| Target::NaturalKey {
+                source: source.to_string(),
+                external_id: external_id.to_string(),
+            })
+            .collect();
+        let p = reevaluate_targets(app, targets, "system:priority-refresh").await?;
+        metrics::counter!("dispatchd_route_density_refreshed_total").increment(p.changed);
+        pass.checked += p.checked;
+        pass.changed += p.changed;
     }
     let scores_move = policy.reads_risk() && model.version.is_some();
     if !policy.time_dependent_priority() && !scores_move {
-        return Ok(Pass::default());
+        return Ok(pass);
     }
     let now = app.clock.now();
     let q = OrderQuery {
@@ -232,8 +254,71 @@ pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
         departure_to: Some(now + Duration::hours(i64::from(policy.refresh_horizon_hours))),
         ..Default::default()
     };
-    let pass = reevaluate(app, q, "system:priority-refresh").await?;
-    metrics::counter!("dispatchd_priority_refreshed_total").increment(pass.changed);
+    let p = reevaluate(app, q, "system:priority-refresh").await?;
+    metrics::counter!("dispatchd_priority_refreshed_total").increment(p.changed);
+    pass.checked += p.checked;
+    pass.changed += p.changed;
+    Ok(pass)
+}
+
+/// Counts the route densities again into the active policy's table (when it reads `route.*`);
+/// returns the members (natural keys, see [`dispatch_policy::density::natural_key`]) of every
+/// wave whose membership changed. Cheap: one indexed read of the waves still ahead.
+pub async fn refresh_route_densities(app: &AppState) -> Result<Vec<String>, StoreError> {
+    let policy = app.policy.policy();
+    if !policy.reads_route() {
+        return Ok(vec![]);
+    }
+    let rows = app.store.route_members(app.clock.now()).await?;
+    metrics::gauge!("dispatchd_route_members").set(rows.len() as f64);
+    Ok(policy.densities.replace(rows.into_iter().map(|m| (m.route_key, m.source, m.external_id))))
+}
+
+/// Runs `Command::Reevaluate` under the active policy for these orders; an order that is no
+/// longer open (or gone) is skipped.
+pub async fn reevaluate_targets(app: &AppState, targets: Vec<Target>, actor: &str) -> Result<Pass, StoreError> {
+    let mut pass = Pass::default();
+    let now = app.clock.now();
+    let policy = app.policy.policy();
+    let writes: Vec<OrderWrite> = targets
+        .into_iter()
+        .map(|target| {
+            let warehouses = app.warehouses.clone();
+            let policy = policy.clone();
+            OrderWrite {
+                target,
+                meta: WriteMeta { actor: actor.to_string(), roles: vec![], request_id: None, at: now },
+                idempotency: None,
+                decide: Box::new(move |cur| {
+                    let rules = Active(policy.clone());
+                    let ctx = Ctx { now, warehouses: &warehouses, rules: &rules };
+                    match decide(cur, Command::Reevaluate, &ctx) {
+                        Err(dispatch_core::DomainError::IllegalTransition { .. }) => Ok(vec![]),
+                        other => other,
+                    }
+                }),
+            }
+        })
+        .collect();
+    let store = app.store.clone();
+    let mut results = futures::stream::iter(writes)
+        .map(move |w| {
+            let store = store.clone();
+            async move { store.execute(w).await }
+        })
+        .buffer_unordered(64);
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(outcome) => {
+                pass.checked += 1;
+                if outcome.appended > 0 {
+                    pass.changed += 1;
+                }
+            }
+            Err(StoreError::Domain(dispatch_core::DomainError::NotFound)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(pass)
 }
 

@@ -202,6 +202,14 @@ pub struct RawEvent {
     pub data: String,
 }
 
+/// An order that is a member of a wave (see `dispatch_core::route`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RouteMember {
+    pub route_key: String,
+    pub source: String,
+    pub external_id: String,
+}
+
 /// Counts for `/metrics`, computed from the projection at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct OrderCounts {
@@ -363,6 +371,10 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     async fn scan_decision_events(&self, after_seq: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
     async fn order_count(&self) -> Result<i64, StoreError>;
     async fn counts(&self) -> Result<OrderCounts, StoreError>;
+    /// Members of every wave that departs at or after `departing_from`: orders released or
+    /// booked, with their route key (postcode area and wave), read from the indexed
+    /// `orders.route_key`. Route density is counted from these.
+    async fn route_members(&self, departing_from: DateTime<Utc>) -> Result<Vec<RouteMember>, StoreError>;
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
     async fn token_by_prefix(&self, prefix: &str) -> Result<Option<TokenRecord>, StoreError>;

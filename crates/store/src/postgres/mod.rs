@@ -265,6 +265,16 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn route_members(&self, departing_from: DateTime<Utc>) -> Result<Vec<crate::RouteMember>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT route_key, source, external_id FROM orders \
+             WHERE route_key IS NOT NULL AND latest_departure >= $1",
+        )
+        .bind(crate::time::to_micros(departing_from))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn order_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.pool).await?)
     }

@@ -227,7 +227,8 @@ impl Staged {
             }
             let mut b: QueryBuilder<Postgres> = QueryBuilder::new(
                 "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, \
-                 customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc) ",
+                 customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc, \
+                 route_key) ",
             );
             b.push_values(rows, |mut r, (o, holds, doc)| {
                 r.push_bind(o.id.clone())
@@ -246,14 +247,15 @@ impl Staged {
                     .push_bind(to_micros(o.created_at))
                     .push_bind(to_micros(o.updated_at))
                     .push_bind(to_micros(o.state_since))
-                    .push_bind(doc);
+                    .push_bind(doc)
+                    .push_bind(dispatch_core::route::member_key(o));
             });
             b.push(
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
                  warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
                  customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
                  latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-                 state_since = excluded.state_since, doc = excluded.doc",
+                 state_since = excluded.state_since, doc = excluded.doc, route_key = excluded.route_key",
             );
             b.build().execute(&mut *conn).await?;
         }

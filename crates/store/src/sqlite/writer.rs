@@ -299,13 +299,18 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
     for chunk in projections.chunks(CHUNK) {
         let mut rows = Vec::with_capacity(chunk.len());
         for o in chunk {
-            rows.push((*o, serde_json::to_string(&o.hold_reasons)?, serde_json::to_string(o)?));
+            rows.push((
+                *o,
+                serde_json::to_string(&o.hold_reasons)?,
+                serde_json::to_string(o)?,
+                dispatch_core::route::member_key(o),
+            ));
         }
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, \
-             customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc) ",
+             customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc, route_key) ",
         );
-        b.push_values(rows, |mut r, (o, holds, doc)| {
+        b.push_values(rows, |mut r, (o, holds, doc, route_key)| {
             r.push_bind(o.id.clone())
                 .push_bind(o.facts.source.clone())
                 .push_bind(o.facts.external_id.clone())
@@ -321,14 +326,15 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 .push_bind(to_micros(o.created_at))
                 .push_bind(to_micros(o.updated_at))
                 .push_bind(to_micros(o.state_since))
-                .push_bind(doc);
+                .push_bind(doc)
+                .push_bind(route_key);
         });
         b.push(
             " ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
              warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
              customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
              latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-             state_since = excluded.state_since, doc = excluded.doc",
+             state_since = excluded.state_since, doc = excluded.doc, route_key = excluded.route_key",
         );
         b.build().execute(&mut *conn).await?;
     }
