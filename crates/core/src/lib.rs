@@ -12,6 +12,7 @@ pub mod address;
 pub mod approval;
 pub mod audit;
 pub mod effects;
+pub mod kpi;
 pub mod event;
 pub mod machine;
 pub mod monitor;
