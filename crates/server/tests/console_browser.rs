@@ -16,6 +16,7 @@ use chrono::Duration;
 use common::*;
 use console_support::*;
 use dispatch_core::Role;
+use dispatch_server::clock::Clock;
 use dispatch_server::limits::SecurityConfig;
 use dispatch_store::JobStatus;
 use serde_json::json;

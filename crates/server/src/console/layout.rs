@@ -180,7 +180,8 @@ pub fn error_page(user: Option<&ConsoleUser>, status: StatusCode, title: &str, d
 pub fn problem_page(user: &ConsoleUser, p: Problem) -> Response {
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut detail = p.detail.clone();
-    for e in &p.errors {
+    // Field errors the detail does not already spell out.
+    for e in p.errors.iter().filter(|e| !p.detail.contains(&e.message)) {
         detail.push_str(&format!(" {}: {}.", e.field, e.message));
     }
     error_page(Some(user), status, &p.title, &detail)

@@ -203,7 +203,7 @@ fn shipment(o: &Order) -> Markup {
                 Some(s) => dl.facts {
                     dt { "Carrier" } dd { (s.carrier) @if let Some(sv) = &s.service { " · " (sv) } }
                     dt { "Tracking number" } dd { code { (s.tracking_number) } }
-                    dt { "Status" } dd { @match &s.tracking { Some(t) => { (t.status.code()) " (" (when(t.at)) ")" } None => "—" } }
+                    dt { "Status" } dd { @match &s.tracking { Some(t) => { (t.status.code()) " (" (when(t.status_at)) ")" } None => "—" } }
                     dt { "Departed" } dd { @match s.departed_at { Some(t) => (when(t)), None => "—" } }
                     dt { "Delivered" } dd { @match s.delivered_at { Some(t) => (when(t)), None => "—" } }
                 },
