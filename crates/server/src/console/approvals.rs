@@ -198,5 +198,6 @@ pub async fn decide(
 
 /// A policy hash shortened for display (the full one is in the tooltip of the order page).
 pub fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
+    let h = hash.strip_prefix("sha256:").unwrap_or(hash);
+    h.get(..12).unwrap_or(h)
 }
