@@ -219,7 +219,13 @@ mod tests {
             expedite_approved: 0.0,
             ..base.clone()
         });
-        b.add(&OrderKpi { released_at: None, dispatched_at: None, expedite_requested: 50.0, expedite_approved: 50.0, ..base });
+        b.add(&OrderKpi {
+            released_at: None,
+            dispatched_at: None,
+            expedite_requested: 50.0,
+            expedite_approved: 50.0,
+            ..base
+        });
         b.cycle_secs.sort_unstable();
         assert_eq!((b.received, b.released, b.dispatched), (3, 2, 2));
         assert_eq!(b.on_time_rate(), Some(0.5));

@@ -40,7 +40,8 @@ pub async fn run(args: Args, clock: Arc<dyn Clock>) -> Result<()> {
     if args.orders == 0 || args.requests == 0 {
         bail!("--orders and --requests must be at least 1");
     }
-    let dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("dispatchd-console-bench-{}", args.orders)));
+    let dir =
+        args.data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("dispatchd-console-bench-{}", args.orders)));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut opts = SqliteOptions::new(dir.join("dispatchd.db"));
     opts.durability = dispatch_store::sqlite::Durability::Normal;
@@ -87,8 +88,15 @@ pub async fn run(args: Args, clock: Arc<dyn Clock>) -> Result<()> {
     use dispatch_store::SecurityStore as _;
     let password = "console bench password";
     if store.user_by_name("bench").await?.is_none() {
-        dispatch_server::identity::create_user(store.as_ref(), "bench", "bench", &[Role::Supervisor], Some(password), clock.now())
-            .await?;
+        dispatch_server::identity::create_user(
+            store.as_ref(),
+            "bench",
+            "bench",
+            &[Role::Supervisor],
+            Some(password),
+            clock.now(),
+        )
+        .await?;
     } else {
         dispatch_server::identity::set_password(store.as_ref(), "bench", "bench", password).await?;
     }

@@ -297,7 +297,18 @@ async fn requesting_an_approval_from_the_exceptions_page_routes_it() {
     let body = r.text().await.unwrap();
     assert!(body.contains("reason") && body.contains("cost_center"), "{body}");
     let r = disp
-        .post(&path, &[("kind", "expedited_freight"), ("reason", "line down"), ("cost_center", "CC-1"), ("amount", "99.5"), ("currency", "EUR"), ("service", "same_day")], true)
+        .post(
+            &path,
+            &[
+                ("kind", "expedited_freight"),
+                ("reason", "line down"),
+                ("cost_center", "CC-1"),
+                ("amount", "99.5"),
+                ("currency", "EUR"),
+                ("service", "same_day"),
+            ],
+            true,
+        )
         .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(app.get_json(&format!("/api/v1/orders/{id}")).await["state"], "awaiting_approval");

@@ -84,7 +84,8 @@ async fn console_scenarios_in_headless_chromium() {
     // Plain http on loopback: cookies without `Secure`.
     let security = SecurityConfig { secure_cookies: false, ..Default::default() };
     let app = TestApp::spawn_with(dispatch_integrations::Carriers::empty(), security).await;
-    for (name, role) in [("sup", Role::Supervisor), ("sup2", Role::Supervisor), ("disp", Role::Dispatcher), ("disp2", Role::Dispatcher)]
+    for (name, role) in
+        [("sup", Role::Supervisor), ("sup2", Role::Supervisor), ("disp", Role::Dispatcher), ("disp2", Role::Dispatcher)]
     {
         user(&app, name, &[role]).await;
     }
@@ -124,7 +125,8 @@ async fn console_scenarios_in_headless_chromium() {
         }
         child.wait().await.unwrap()
     };
-    let status = tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("browser scenarios finish");
+    let status =
+        tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("browser scenarios finish");
     assert!(status.success(), "browser scenarios failed:\n{}", out.join("\n"));
     assert_eq!(out.iter().filter(|l| l.starts_with("PASS ")).count(), 4, "{out:?}");
 

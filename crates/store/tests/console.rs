@@ -53,7 +53,8 @@ async fn seeded() -> (tempfile::TempDir, Arc<dyn Store>, Vec<String>) {
     let ids = vec![
         put(&store, facts("A/1", "AMS", "C-1", "next_day", "ok", "dhl", "ecommerce"), t0()).await,
         put(&store, facts("A/2", "AMS", "C-2", "standard", "ok", "ups", "sales"), t0() + Duration::hours(1)).await,
-        put(&store, facts("A/3", "AMS", "C-1", "next_day", "hold", "dhl", "ecommerce"), t0() + Duration::hours(2)).await,
+        put(&store, facts("A/3", "AMS", "C-1", "next_day", "hold", "dhl", "ecommerce"), t0() + Duration::hours(2))
+            .await,
         put(&store, facts("D/1", "DUS", "C-3", "next_day", "ok", "dhl", "sales"), t0() + Duration::hours(3)).await,
     ];
     (dir, store, ids)

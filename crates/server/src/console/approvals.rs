@@ -13,7 +13,9 @@ use dispatch_core::Order;
 use dispatch_core::approval::{ApprovalRequest, ApprovalStatus, Verdict};
 use maud::{Markup, html};
 
-use super::layout::{ConsoleUser, age, csrf_field, field, form_pairs, page, problem_page, query_pairs, see_other, when};
+use super::layout::{
+    ConsoleUser, age, csrf_field, field, form_pairs, page, problem_page, query_pairs, see_other, when,
+};
 use crate::AppState;
 use crate::routes::approvals::{ApprovalView, DecisionRequest, decide_as, view};
 use crate::routes::orders::request_id;
@@ -187,7 +189,9 @@ pub async fn decide(
     match decide_as(&app, &user.principal, &id, req, expected, request_id(&headers)).await {
         Ok(v) => {
             // Only back to the console itself (no open redirect).
-            let back = field(&f, "back").filter(|b| b.starts_with("/console") && !b.starts_with("//")).unwrap_or("/console/approvals");
+            let back = field(&f, "back")
+                .filter(|b| b.starts_with("/console") && !b.starts_with("//"))
+                .unwrap_or("/console/approvals");
             let sep = if back.contains('?') { '&' } else { '?' };
             let done = format!("{} {} ({})", v.request.draft.kind, verdict(decision), v.request.status.code());
             see_other(&format!("{back}{sep}{}", serde_urlencoded::to_string([("done", done)]).unwrap_or_default()))

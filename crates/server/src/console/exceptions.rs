@@ -173,7 +173,12 @@ pub async fn request(
         None => None,
         Some(Ok(a)) if a.is_finite() && a >= 0.0 => Some(a),
         Some(_) => {
-            return error_page(Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Bad amount", "amount must be a number ≥ 0");
+            return error_page(
+                Some(&user),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Bad amount",
+                "amount must be a number ≥ 0",
+            );
         }
     };
     let service = match field(&f, "service") {
@@ -202,8 +207,12 @@ pub async fn request(
     };
     match request_as(&app, &user.principal, &id, draft, None, request_id(&headers)).await {
         Ok(v) => {
-            let done = format!("{} requested for {} ({})", v.request.draft.kind, v.order.external_id, v.request.status.code());
-            see_other(&format!("/console/exceptions?{}", serde_urlencoded::to_string([("done", done)]).unwrap_or_default()))
+            let done =
+                format!("{} requested for {} ({})", v.request.draft.kind, v.order.external_id, v.request.status.code());
+            see_other(&format!(
+                "/console/exceptions?{}",
+                serde_urlencoded::to_string([("done", done)]).unwrap_or_default()
+            ))
         }
         Err(p) => problem_page(&user, p),
     }

@@ -226,7 +226,10 @@ pub async fn retry(
     match retry_as(&app, &user.principal, &headers, &id).await {
         Ok(r) => {
             let done = format!("Job {} queued again (order {}).", r.id, r.order_id.as_deref().unwrap_or("—"));
-            see_other(&format!("/console/integrations?{}", serde_urlencoded::to_string([("done", done)]).unwrap_or_default()))
+            see_other(&format!(
+                "/console/integrations?{}",
+                serde_urlencoded::to_string([("done", done)]).unwrap_or_default()
+            ))
         }
         Err(p) => problem_page(&user, p),
     }

@@ -218,7 +218,12 @@ pub fn csrf_field(user: &ConsoleUser) -> Markup {
 /// Query pairs of a console page; a malformed query is a 400 page.
 pub fn query_pairs(user: &ConsoleUser, raw: Option<&str>) -> Result<Vec<(String, String)>, Box<Response>> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or("")).map_err(|_| {
-        Box::new(error_page(Some(user), StatusCode::BAD_REQUEST, "Bad request", "The address's query string is malformed."))
+        Box::new(error_page(
+            Some(user),
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The address's query string is malformed.",
+        ))
     })
 }
 

@@ -85,7 +85,11 @@ fn hash_of(json: Option<&str>) -> String {
     responses((status = 200, description = "The policy page with the replay report (HTML)", content_type = "text/html"),
         (status = 403, description = "No CSRF token or not permitted (HTML)"),
         (status = 422, description = "The candidate does not compile (HTML naming line and column)")))]
-pub async fn replay(State(app): State<Arc<AppState>>, Extension(user): Extension<ConsoleUser>, body: Bytes) -> Response {
+pub async fn replay(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<ConsoleUser>,
+    body: Bytes,
+) -> Response {
     let f = form_pairs(&body);
     let source = field(&f, "source").unwrap_or_default().to_string();
     let json = serde_json::json!({ "source": source, "since": field(&f, "since") });

@@ -99,7 +99,10 @@ pub fn line_chart(
             }
         }
         if !path.is_empty() {
-            svg.push_str(&format!("<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", path.trim_end()));
+            svg.push_str(&format!(
+                "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+                path.trim_end()
+            ));
         }
         for (i, v) in s.values.iter().enumerate() {
             if let Some(v) = v {

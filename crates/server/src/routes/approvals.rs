@@ -158,12 +158,7 @@ pub(crate) async fn request_as(
     let kind = draft.kind.clone();
     let write = OrderWrite {
         target: Target::Id(id.clone()),
-        meta: WriteMeta {
-            actor: principal.actor(),
-            roles: principal.role_codes(),
-            request_id,
-            at: now,
-        },
+        meta: WriteMeta { actor: principal.actor(), roles: principal.role_codes(), request_id, at: now },
         idempotency: idem,
         decide: decision(
             Command::RequestApproval {
@@ -346,12 +341,7 @@ pub(crate) async fn decide_as(
     let now = app.clock.now();
     let write = OrderWrite {
         target: Target::Id(order_id),
-        meta: WriteMeta {
-            actor: principal.actor(),
-            roles: principal.role_codes(),
-            request_id,
-            at: now,
-        },
+        meta: WriteMeta { actor: principal.actor(), roles: principal.role_codes(), request_id, at: now },
         idempotency: None,
         decide: decision(
             Command::DecideApproval {

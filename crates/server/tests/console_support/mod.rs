@@ -48,7 +48,8 @@ pub async fn sign_in(app: &TestApp, name: &str, roles: &[Role]) -> Session {
     let client = no_redirects();
     let r = client.get(format!("{}/console/login", app.url)).send().await.unwrap();
     let pre = set_cookie(&r, "dsp_csrf").expect("csrf cookie");
-    let body = serde_urlencoded::to_string([("csrf", pre.as_str()), ("username", name), ("password", PASSWORD)]).unwrap();
+    let body =
+        serde_urlencoded::to_string([("csrf", pre.as_str()), ("username", name), ("password", PASSWORD)]).unwrap();
     let r = client
         .post(format!("{}/console/login", app.url))
         .header("cookie", format!("dsp_csrf={pre}"))

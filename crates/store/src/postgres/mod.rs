@@ -182,7 +182,8 @@ impl Store for PgStore {
             b.push(" AND channel = ").push_bind(v.clone());
         }
         if let Some(v) = &q.carrier {
-            b.push(" AND COALESCE(doc::jsonb #>> '{shipment,carrier}', doc::jsonb ->> 'carrier_preference') = ").push_bind(v.clone());
+            b.push(" AND COALESCE(doc::jsonb #>> '{shipment,carrier}', doc::jsonb ->> 'carrier_preference') = ")
+                .push_bind(v.clone());
         }
         if let Some(v) = &q.search {
             // Each alternative has its own index (primary key, orders_external_id, orders_customer).

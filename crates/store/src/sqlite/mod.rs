@@ -222,7 +222,10 @@ impl Store for SqliteStore {
             b.push(" AND channel = ").push_bind(v.clone());
         }
         if let Some(v) = &q.carrier {
-            b.push(" AND COALESCE(json_extract(doc, '$.shipment.carrier'), json_extract(doc, '$.carrier_preference')) = ").push_bind(v.clone());
+            b.push(
+                " AND COALESCE(json_extract(doc, '$.shipment.carrier'), json_extract(doc, '$.carrier_preference')) = ",
+            )
+            .push_bind(v.clone());
         }
         if let Some(v) = &q.search {
             // Each alternative has its own index (primary key, orders_external_id, orders_customer).
