@@ -413,7 +413,6 @@ async fn demo_people(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<(&'static str, &'static str, String)>> {
     use dispatch_core::Role;
-    use dispatch_store::SecurityStore as _;
     let mut out = Vec::new();
     for (name, role) in [
         ("supervisor", Role::Supervisor),

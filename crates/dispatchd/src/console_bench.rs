@@ -85,7 +85,6 @@ pub async fn run(args: Args, clock: Arc<dyn Clock>) -> Result<()> {
     }));
 
     // A supervisor's session, signed in through the form.
-    use dispatch_store::SecurityStore as _;
     let password = "console bench password";
     if store.user_by_name("bench").await?.is_none() {
         dispatch_server::identity::create_user(
