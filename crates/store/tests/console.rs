@@ -73,6 +73,8 @@ async fn the_board_counts_per_warehouse_and_state_with_the_oldest_and_the_aged()
     let dus = cell("DUS", "released").unwrap();
     assert_eq!((dus.count, dus.aged), (1, 0));
     assert_eq!(cells.len(), 3);
+    // Holds by reason, from the distinct reason lists.
+    assert_eq!(store.counts().await.unwrap().holds_by_reason, vec![("credit_hold".to_string(), 1)]);
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ use crate::routes::orders::{encode_position, parse_list_query};
 /// red one.
 pub const AGING: chrono::Duration = chrono::Duration::hours(2);
 
-/// States shown as board columns, in the order work flows.
+/// States shown as board columns, in the order work flows (delivered and cancelled orders are
+/// done: the board does not count them).
 const COLUMNS: &[OrderState] = &[
     OrderState::Received,
     OrderState::OnHold,
@@ -30,8 +31,6 @@ const COLUMNS: &[OrderState] = &[
     OrderState::Booked,
     OrderState::Exception,
     OrderState::Dispatched,
-    OrderState::Delivered,
-    OrderState::Cancelled,
 ];
 
 /// The board's filters, as given in the address.

@@ -24,7 +24,7 @@ use crate::routes::approvals::request_as;
 use crate::routes::orders::request_id;
 
 /// At most this many orders per list (oldest first); the board pages through all of them.
-const LIMIT: u32 = 200;
+const LIMIT: u32 = 100;
 
 /// The approval kind that lifts a hold reason (the form's suggestion; any kind may be chosen).
 pub fn suggested_kind(r: HoldReason) -> &'static str {

@@ -9,8 +9,9 @@ use crate::time::{from_micros, to_micros};
 use crate::{BoardCell, StoreError};
 
 impl PgStore {
-    /// One pass over the `orders_board` index (warehouse, state, state_since): it covers the
-    /// query, so the table itself is not read.
+    /// One pass over the `orders_board` index (state, warehouse, state_since) for the states
+    /// that are not final: it covers the query, so the table is not read, and delivered or
+    /// cancelled orders (which only grow) cost nothing.
     pub(super) async fn board_cells(&self, aged_before: DateTime<Utc>) -> Result<Vec<BoardCell>, StoreError> {
         let rows = sqlx::query(
             "SELECT warehouse, state, count(*) AS n, min(state_since) AS oldest, \
@@ -56,5 +57,22 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// Held orders per hold reason: the distinct reason lists of the on-hold orders from the
+    /// `orders_state_holds` index, split here (the same counts as expanding every order's list
+    /// in SQL, without reading each held order's row).
+    pub(super) async fn holds_by_reason(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT hold_reasons::text, count(*) FROM orders WHERE state = 'on_hold' GROUP BY hold_reasons")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut by: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for (list, n) in rows {
+            for r in serde_json::from_str::<Vec<String>>(&list)? {
+                *by.entry(r).or_default() += n;
+            }
+        }
+        Ok(by.into_iter().collect())
     }
 }

@@ -282,12 +282,7 @@ impl Store for PgStore {
             sqlx::query_as("SELECT state, warehouse, count(*) FROM orders GROUP BY state, warehouse")
                 .fetch_all(&self.pool)
                 .await?;
-        let holds_by_reason = sqlx::query_as(
-            "SELECT r, count(*) FROM orders, jsonb_array_elements_text(orders.hold_reasons) AS r \
-             WHERE orders.state = 'on_hold' GROUP BY r",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let holds_by_reason = self.holds_by_reason().await?;
         Ok(OrderCounts { by_state_warehouse, holds_by_reason })
     }
 

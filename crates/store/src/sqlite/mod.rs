@@ -325,12 +325,7 @@ impl Store for SqliteStore {
             sqlx::query_as("SELECT state, warehouse, count(*) FROM orders GROUP BY state, warehouse")
                 .fetch_all(&self.pool)
                 .await?;
-        let holds_by_reason = sqlx::query_as(
-            "SELECT j.value, count(*) FROM orders, json_each(orders.hold_reasons) AS j \
-             WHERE orders.state = 'on_hold' GROUP BY j.value",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let holds_by_reason = self.holds_by_reason().await?;
         Ok(OrderCounts { by_state_warehouse, holds_by_reason })
     }
 
