@@ -63,10 +63,11 @@ impl PgStore {
     /// `orders_state_holds` index, split here (the same counts as expanding every order's list
     /// in SQL, without reading each held order's row).
     pub(super) async fn holds_by_reason(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT hold_reasons::text, count(*) FROM orders WHERE state = 'on_hold' GROUP BY hold_reasons")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT hold_reasons::text, count(*) FROM orders WHERE state = 'on_hold' GROUP BY hold_reasons",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut by: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
         for (list, n) in rows {
             for r in serde_json::from_str::<Vec<String>>(&list)? {
