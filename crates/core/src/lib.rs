@@ -13,6 +13,7 @@ pub mod approval;
 pub mod audit;
 pub mod effects;
 pub mod event;
+pub mod kpi;
 pub mod machine;
 pub mod monitor;
 pub mod notify;

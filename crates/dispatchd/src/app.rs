@@ -345,10 +345,14 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
             .replace("data_dir = \"./dispatchd-data\"", &format!("data_dir = {:?}", data_dir.display().to_string()));
         std::fs::write(&cfg_file, text).with_context(|| format!("cannot write {}", cfg_file.display()))?;
     }
-    let cfg = Config::load(
+    let mut cfg = Config::load(
         Some(&cfg_file),
         &Overrides { listen: Some(args.listen), data_dir: Some(data_dir.clone()), ..Default::default() },
     )?;
+    // The demo serves plain http: on loopback the console's cookies cannot be `Secure`.
+    if args.listen.ip().is_loopback() {
+        cfg.security.secure_cookies = false;
+    }
     let warehouses = Arc::new(cfg.warehouses()?);
     let store = open_store(&cfg).await?;
     let existing = store.order_count().await?;
@@ -382,6 +386,7 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
     let token =
         dispatch_server::auth::create_token(store.as_ref(), "demo-admin", &[dispatch_core::Role::Admin], clock.now())
             .await?;
+    let people = demo_people(store.as_ref(), clock.now()).await?;
     let listener = bind(cfg.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (carriers, mocks) = demo_carriers(&url).await?;
@@ -412,6 +417,10 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
         println!("            {url}/api/v1/insights/hotspots, {url}/api/v1/orders/ID/risk");
     }
     println!("  token     {token}   (role admin, shown once)");
+    println!("  console   {url}/console   sign in as (passwords shown once):");
+    for (name, role, password) in &people {
+        println!("            {name:<11} {password}   ({role})");
+    }
     for (name, m) in &mocks {
         println!("  carrier   {name}: mock carrier at {} (bookings: {}/admin/bookings)", m.url(), m.url());
     }
@@ -433,6 +442,32 @@ pub async fn demo(args: DemoArgs, clock: Arc<dyn Clock>) -> Result<()> {
         m.stop().await;
     }
     result
+}
+
+/// Console users of the demo, one per kind of work, each with a fresh password (set again on
+/// every start, so the printed one always works).
+async fn demo_people(
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(&'static str, &'static str, String)>> {
+    use dispatch_core::Role;
+    let mut out = Vec::new();
+    for (name, role) in [
+        ("supervisor", Role::Supervisor),
+        ("dispatcher", Role::Dispatcher),
+        ("finance", Role::Finance),
+        ("ops", Role::OpsManager),
+        ("auditor", Role::Auditor),
+    ] {
+        let password = random_hex();
+        if store.user_by_name(name).await?.is_some() {
+            dispatch_server::identity::set_password(store, "demo", name, &password).await?;
+        } else {
+            dispatch_server::identity::create_user(store, "demo", name, &[role], Some(&password), now).await?;
+        }
+        out.push((name, role.code(), password));
+    }
+    Ok(out)
 }
 
 /// Two mock carriers in this process, so the demo's released orders get booked and move:

@@ -12,6 +12,7 @@ use dispatch_server::clock::{Clock, SystemClock};
 
 mod app;
 mod config;
+mod console_bench;
 mod demo;
 mod model_cli;
 mod monitors;
@@ -84,6 +85,20 @@ enum Cmd {
         orders: usize,
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+    },
+    /// Time the console's pages over a SQLite database of many open orders (BENCHMARKS.md).
+    ConsoleBench {
+        /// Open orders to load (the demo's generator); an existing database is topped up.
+        #[arg(long, default_value_t = 100_000)]
+        orders: usize,
+        /// Where to keep the database; a directory under the system's temp dir when omitted.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Timed requests per page.
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Manage API tokens.
     Token {
@@ -375,6 +390,10 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Demo { data_dir, listen, seed, orders, log_format } => {
             init_logging(log_format.unwrap_or_default(), "warn");
             app::demo(app::DemoArgs { data_dir, listen, seed, orders }, clock).await
+        }
+        Cmd::ConsoleBench { orders, data_dir, requests, seed } => {
+            init_logging(LogFormat::Human, "warn");
+            console_bench::run(console_bench::Args { orders, data_dir, requests, seed }, clock).await
         }
         Cmd::Token { command } => {
             init_logging(LogFormat::Human, "warn");

@@ -77,6 +77,26 @@ async fn demo_then_serve_the_same_data() {
     assert!(printed.contains("curl"), "{printed}");
     assert!(printed.contains("mock carrier at"), "{printed}");
     let token = printed.lines().find_map(|l| l.trim().strip_prefix("export TOKEN=")).expect("the demo prints a token");
+    // The console's address and its demo users: the printed supervisor password signs in.
+    assert!(printed.contains(&format!("{}/console", demo.url)), "{printed}");
+    let password = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("supervisor ").and_then(|r| r.split_whitespace().next()))
+        .expect("the demo prints a supervisor's password");
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = browser.get(format!("{}/console/login", demo.url)).send().await.unwrap();
+    let csrf = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(!page.headers()["set-cookie"].to_str().unwrap().contains("Secure"), "plain http on loopback");
+    let signed_in = browser
+        .post(format!("{}/console/login", demo.url))
+        .header("cookie", &csrf)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&username=supervisor&password={password}", csrf.trim_start_matches("dsp_csrf=")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/console");
     // The demo's mock carriers book released orders and move them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

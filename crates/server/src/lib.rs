@@ -149,6 +149,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             Access::Requires(p) => handler
                 .route_layer(from_fn_with_state(p, auth::require_permission))
                 .route_layer(from_fn_with_state(state.clone(), auth::require_token)),
+            Access::Console(permission) | Access::ConsoleForm(permission) => {
+                let gate = console::Gate {
+                    app: state.clone(),
+                    permission,
+                    form: matches!(spec.access, Access::ConsoleForm(_)),
+                };
+                handler.route_layer(from_fn_with_state(gate, console::gate))
+            }
         };
         router = router.route(spec.path, handler);
     }

@@ -25,6 +25,11 @@ use crate::routes::{
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get_one, webhook_endpoints::delete,
         webhook_endpoints::rotate_secret, webhook_endpoints::enable,
         approvals::request, approvals::list, approvals::get_one, approvals::decide,
+        console::assets::css, console::assets::js, console::board::page_handler, console::board::fragment,
+        console::order::page_handler, console::exceptions::page_handler, console::exceptions::request,
+        console::approvals::inbox_page, console::approvals::decide, console::integrations::page_handler,
+        console::integrations::retry, console::kpis::page_handler, console::insights::page_handler,
+        console::policy::page_handler, console::policy::replay,
     ),
     components(schemas(
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
@@ -57,7 +62,7 @@ use crate::routes::{
          (name = "webhooks", description = "Outbound webhook subscriptions (Standard Webhooks); the events are under `webhooks`"),
          (name = "system", description = "Probes, metrics, this document"),
          (name = "audit", description = "The tamper-evident audit log"),
-         (name = "console", description = "Console sign-in (HTML forms, session cookie)")),
+         (name = "console", description = "The operations console: HTML pages and forms (session cookie, CSRF token); see docs/console.md")),
 )]
 pub struct ApiDoc;
 

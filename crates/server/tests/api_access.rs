@@ -35,6 +35,15 @@ async fn every_route_for_every_role_follows_the_matrix() {
             Access::Public => assert!(anonymous < 400, "{} {} is public but got {anonymous}", spec.method, spec.path),
             Access::Signed => assert_eq!(anonymous, 401, "{} {} without a signature", spec.method, spec.path),
             Access::Form => assert_eq!(anonymous, 403, "{} {} without a CSRF token", spec.method, spec.path),
+            // Console pages answer a browser without a session (and any bearer token: the
+            // console is session-only) with the sign-in; per-role checks are in tests/console.rs.
+            Access::Console(_) => {
+                let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+                let r = c.get(&url).bearer_auth(app.admin()).send().await.unwrap();
+                assert_eq!(r.status(), 303, "{} {} without a session", spec.method, spec.path);
+                assert_eq!(r.headers()["location"], "/console/login");
+            }
+            Access::ConsoleForm(_) => assert_eq!(anonymous, 403, "{} {} without a CSRF token", spec.method, spec.path),
             Access::Requires(permission) => {
                 assert_eq!(anonymous, 401, "{} {} without a token", spec.method, spec.path);
                 for role in Role::ALL {

@@ -153,6 +153,12 @@ pub struct OrderQuery {
     /// Only orders whose latest departure is in `[from, to)` (the priority refresh sweep).
     pub departure_from: Option<DateTime<Utc>>,
     pub departure_to: Option<DateTime<Utc>>,
+    /// Console board filters: service level, sales channel, carrier (booked, else preferred).
+    pub service_level: Option<String>,
+    pub channel: Option<String>,
+    pub carrier: Option<String>,
+    /// Exact order id, order number (`external_id`) or customer id.
+    pub search: Option<String>,
     pub sort: OrderSort,
     pub limit: u32,
 }
@@ -215,6 +221,18 @@ pub struct RouteMember {
 pub struct OrderCounts {
     pub by_state_warehouse: Vec<(String, String, i64)>,
     pub holds_by_reason: Vec<(String, i64)>,
+}
+
+/// One cell of the console's dispatch board: orders of a warehouse in a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardCell {
+    pub warehouse: String,
+    pub state: String,
+    pub count: i64,
+    /// When the longest-waiting order entered this state.
+    pub oldest_since: Option<DateTime<Utc>>,
+    /// Orders in this state since before the board's aging threshold.
+    pub aged: i64,
 }
 
 /// An API token as stored: never the secret itself, only its hash.
@@ -375,6 +393,12 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// booked, with their route key (postcode area and wave), read from the indexed
     /// `orders.route_key`. Route density is counted from these.
     async fn route_members(&self, departing_from: DateTime<Utc>) -> Result<Vec<RouteMember>, StoreError>;
+    /// Counts per warehouse and state with their aging (`aged`: in the state since before
+    /// `aged_before`), from the projection's `orders_board` index.
+    async fn board(&self, aged_before: DateTime<Utc>) -> Result<Vec<BoardCell>, StoreError>;
+    /// Every event of the (at most `max_orders`) newest orders created at or after `from`,
+    /// by order then version: the input of the console's KPIs.
+    async fn events_of_orders_since(&self, from: DateTime<Utc>, max_orders: u32) -> Result<Vec<Event>, StoreError>;
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
     async fn token_by_prefix(&self, prefix: &str) -> Result<Option<TokenRecord>, StoreError>;

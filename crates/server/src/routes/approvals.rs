@@ -87,7 +87,7 @@ pub struct ApprovalParams {
     order: Option<String>,
 }
 
-fn view(order: &Order, a: &ApprovalRequest, p: &Principal) -> ApprovalView {
+pub(crate) fn view(order: &Order, a: &ApprovalRequest, p: &Principal) -> ApprovalView {
     let current = a.current_step();
     ApprovalView {
         request: a.clone(),
@@ -140,16 +140,25 @@ pub async fn request(
     JsonBody(draft): JsonBody<ApprovalDraft>,
 ) -> Result<Response, Problem> {
     let idem = idempotency(&headers, &principal, &format!("request_approval:{id}"), &draft)?;
+    let v = request_as(&app, &principal, &id, draft, idem, request_id(&headers)).await?;
+    Ok(with_etag(StatusCode::CREATED, &v))
+}
+
+/// Requests an approval as `principal` (the API's and the console's shared path).
+pub(crate) async fn request_as(
+    app: &AppState,
+    principal: &Principal,
+    id: &str,
+    draft: ApprovalDraft,
+    idem: Option<dispatch_store::IdempotencyKey>,
+    request_id: Option<String>,
+) -> Result<ApprovalView, Problem> {
+    let id = id.to_string();
     let now = app.clock.now();
     let kind = draft.kind.clone();
     let write = OrderWrite {
         target: Target::Id(id.clone()),
-        meta: WriteMeta {
-            actor: principal.actor(),
-            roles: principal.role_codes(),
-            request_id: request_id(&headers),
-            at: now,
-        },
+        meta: WriteMeta { actor: principal.actor(), roles: principal.role_codes(), request_id, at: now },
         idempotency: idem,
         decide: decision(
             Command::RequestApproval {
@@ -171,7 +180,7 @@ pub async fn request(
     crate::metrics::record_write(&outcome);
     crate::approvals::observe(&outcome.order, now);
     let a = outcome.order.approvals.iter().rev().find(|a| a.draft.kind == kind).ok_or_else(Problem::internal)?;
-    Ok(with_etag(StatusCode::CREATED, &view(&outcome.order, a, &principal)))
+    Ok(view(&outcome.order, a, principal))
 }
 
 /// Approval requests: `?inbox=me` for the steps the caller may decide now; otherwise by
@@ -312,18 +321,27 @@ pub async fn decide(
     JsonBody(body): JsonBody<DecisionRequest>,
 ) -> Result<Response, Problem> {
     let expected = expected_version(&headers)?;
+    let v = decide_as(&app, &principal, &id, body, expected, request_id(&headers)).await?;
+    Ok(with_etag(StatusCode::OK, &v))
+}
+
+/// Records a decision as `principal` (the API's and the console's shared path).
+pub(crate) async fn decide_as(
+    app: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: DecisionRequest,
+    expected: Option<u64>,
+    request_id: Option<String>,
+) -> Result<ApprovalView, Problem> {
+    let id = id.to_string();
     let order_id = order_of(&id).ok_or_else(|| {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("approval request `{id}` does not exist"))
     })?;
     let now = app.clock.now();
     let write = OrderWrite {
         target: Target::Id(order_id),
-        meta: WriteMeta {
-            actor: principal.actor(),
-            roles: principal.role_codes(),
-            request_id: request_id(&headers),
-            at: now,
-        },
+        meta: WriteMeta { actor: principal.actor(), roles: principal.role_codes(), request_id, at: now },
         idempotency: None,
         decide: decision(
             Command::DecideApproval {
@@ -352,5 +370,5 @@ pub async fn decide(
     crate::approvals::observe(&outcome.order, now);
     let a = outcome.order.approvals.iter().find(|a| a.id == id).ok_or_else(Problem::internal)?;
     tracing::info!(approval = %id, order = %outcome.order.id, actor = %principal.actor(), decision = ?body.decision, status = %a.status, "approval decision recorded");
-    Ok(with_etag(StatusCode::OK, &view(&outcome.order, a, &principal)))
+    Ok(view(&outcome.order, a, principal))
 }

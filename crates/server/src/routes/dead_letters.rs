@@ -97,12 +97,23 @@ pub async fn retry(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<RetryAccepted>), Problem> {
+    let r = retry_as(&app, &principal, &headers, &id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(r)))
+}
+
+/// Reprocesses a dead letter as `principal` (the API's and the console's shared path).
+pub(crate) async fn retry_as(
+    app: &AppState,
+    principal: &Principal,
+    headers: &axum::http::HeaderMap,
+    id: &str,
+) -> Result<RetryAccepted, Problem> {
     let not_found = || Problem::not_found(&format!("dead letter `{id}`"));
     let job_id: i64 = id.parse().map_err(|_| not_found())?;
     let d = app.store.retry_dead_letter(job_id, app.clock.now()).await?.ok_or_else(not_found)?;
     let entry = crate::audit::by(
-        &principal,
-        &headers,
+        principal,
+        headers,
         app.clock.now(),
         "dead_letter.reprocessed",
         format!("job:{}", d.id),
@@ -112,5 +123,5 @@ pub async fn retry(
     app.store.append_audit(vec![entry]).await?;
     tracing::info!(job = d.id, kind = %d.kind, order = ?d.order_id, actor = %principal.actor(), "dead letter reprocessed");
     metrics::counter!("dispatchd_dead_letters_reprocessed_total", "kind" => d.kind.clone()).increment(1);
-    Ok((StatusCode::ACCEPTED, axum::Json(RetryAccepted { id: d.id, status: "pending", order_id: d.order_id })))
+    Ok(RetryAccepted { id: d.id, status: "pending", order_id: d.order_id })
 }

@@ -34,6 +34,11 @@ pub enum Access {
     /// No token: a console form, refused (403) without a valid CSRF token; the handler checks
     /// the session where it needs one.
     Form,
+    /// A console page: the session cookie (else a redirect to the sign-in) whose user's roles
+    /// grant this permission (else a 403 page).
+    Console(Permission),
+    /// A console form (POST): the session's CSRF token (else 403), and this permission.
+    ConsoleForm(Permission),
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +83,37 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::POST, "/console/login", Form, post(crate::console::login)),
         r(Method::POST, "/console/logout", Form, post(crate::console::logout)),
         r(Method::POST, "/webhooks/odoo", Signed, post(odoo::receive)),
+        // The operations console (crate::console): session-cookie pages and CSRF forms.
+        r(Method::GET, "/console/assets/console.css", Public, get(crate::console::assets::css)),
+        r(Method::GET, "/console/assets/console.js", Public, get(crate::console::assets::js)),
+        r(Method::GET, "/console", Console(ReadOrders), get(crate::console::board::page_handler)),
+        r(Method::GET, "/console/board", Console(ReadOrders), get(crate::console::board::fragment)),
+        r(Method::GET, "/console/orders/{id}", Console(ReadOrders), get(crate::console::order::page_handler)),
+        r(Method::GET, "/console/exceptions", Console(ReadOrders), get(crate::console::exceptions::page_handler)),
+        r(
+            Method::POST,
+            "/console/orders/{id}/approval-requests",
+            ConsoleForm(RequestApprovals),
+            post(crate::console::exceptions::request),
+        ),
+        r(Method::GET, "/console/approvals", Console(ReadApprovals), get(crate::console::approvals::inbox_page)),
+        r(
+            Method::POST,
+            "/console/approvals/{id}/decide",
+            ConsoleForm(DecideApprovals),
+            post(crate::console::approvals::decide),
+        ),
+        r(Method::GET, "/console/integrations", Console(ReadConfig), get(crate::console::integrations::page_handler)),
+        r(
+            Method::POST,
+            "/console/dead-letters/{id}/retry",
+            ConsoleForm(ReprocessDeadLetters),
+            post(crate::console::integrations::retry),
+        ),
+        r(Method::GET, "/console/kpis", Console(ReadOrders), get(crate::console::kpis::page_handler)),
+        r(Method::GET, "/console/insights", Console(ReadOrders), get(crate::console::insights::page_handler)),
+        r(Method::GET, "/console/policy", Console(ReadConfig), get(crate::console::policy::page_handler)),
+        r(Method::POST, "/console/policy/replay", ConsoleForm(ReplayPolicy), post(crate::console::policy::replay)),
         r(Method::GET, "/api/v1/orders/{id}/risk", Requires(ReadOrders), get(insights::order_risk)),
         r(Method::GET, "/api/v1/insights/hotspots", Requires(ReadOrders), get(insights::list_hotspots)),
         r(Method::GET, "/api/v1/insights/anomalies", Requires(ReadOrders), get(insights::list_anomalies)),

@@ -320,7 +320,7 @@ pub async fn list(
     Ok(axum::Json(OrderList { items: page.items, next_cursor }))
 }
 
-fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> {
+pub(crate) fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> {
     let bad = |field: &str, msg: String| {
         Problem::bad_request("bad-query", msg.clone()).with_errors(vec![FieldError::new(field, msg)])
     };
@@ -405,7 +405,7 @@ fn parse_list_query(params: &[(String, String)]) -> Result<OrderQuery, Problem> 
     Ok(q)
 }
 
-fn encode_position(o: &Order) -> String {
+pub(crate) fn encode_position(o: &Order) -> String {
     let p = QueuePosition::of(o);
     URL_SAFE_NO_PAD.encode(format!("p:{}:{}:{}", p.priority, p.latest_departure_us, p.id))
 }

@@ -20,6 +20,7 @@ use crate::{
     RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
 };
 
+mod console;
 mod intel;
 mod outbound;
 mod security;
@@ -183,6 +184,22 @@ impl Store for PgStore {
         if let Some(r) = q.hold_reason {
             b.push(" AND hold_reasons ? ").push_bind(r.code());
         }
+        if let Some(v) = &q.service_level {
+            b.push(" AND service_level = ").push_bind(v.clone());
+        }
+        if let Some(v) = &q.channel {
+            b.push(" AND channel = ").push_bind(v.clone());
+        }
+        if let Some(v) = &q.carrier {
+            b.push(" AND COALESCE(doc::jsonb #>> '{shipment,carrier}', doc::jsonb ->> 'carrier_preference') = ")
+                .push_bind(v.clone());
+        }
+        if let Some(v) = &q.search {
+            // Each alternative has its own index (primary key, orders_external_id, orders_customer).
+            b.push(" AND (id = ").push_bind(v.clone());
+            b.push(" OR external_id = ").push_bind(v.clone());
+            b.push(" OR customer_id = ").push_bind(v.clone()).push(")");
+        }
         if let Some(from) = q.departure_from {
             b.push(" AND latest_departure >= ").push_bind(to_micros(from));
         }
@@ -284,13 +301,16 @@ impl Store for PgStore {
             sqlx::query_as("SELECT state, warehouse, count(*) FROM orders GROUP BY state, warehouse")
                 .fetch_all(&self.pool)
                 .await?;
-        let holds_by_reason = sqlx::query_as(
-            "SELECT r, count(*) FROM orders, jsonb_array_elements_text(orders.hold_reasons) AS r \
-             WHERE orders.state = 'on_hold' GROUP BY r",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let holds_by_reason = self.holds_by_reason().await?;
         Ok(OrderCounts { by_state_warehouse, holds_by_reason })
+    }
+
+    async fn board(&self, aged_before: DateTime<Utc>) -> Result<Vec<crate::BoardCell>, StoreError> {
+        self.board_cells(aged_before).await
+    }
+
+    async fn events_of_orders_since(&self, from: DateTime<Utc>, max_orders: u32) -> Result<Vec<Event>, StoreError> {
+        self.kpi_events(from, max_orders).await
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {

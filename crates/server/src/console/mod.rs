@@ -1,4 +1,7 @@
-//! Console sign-in: `GET/POST /console/login`, `POST /console/logout`, server-rendered.
+//! The operations console: server-rendered pages (maud) over the same store, policy and
+//! permission checks as the API. This file holds sign-in (`GET/POST /console/login`,
+//! `POST /console/logout`) and the gate every other console route passes; each page is a
+//! module of its own.
 //!
 //! - Passwords are argon2id; an unknown user, a disabled user and a wrong password get the same
 //!   answer after the same work (a dummy hash is checked when there is no real one).
@@ -28,6 +31,20 @@ use subtle::ConstantTimeEq;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::limits::{client_ip, too_many};
+
+pub mod approvals;
+pub mod assets;
+pub mod board;
+pub mod exceptions;
+pub mod insights;
+pub mod integrations;
+pub mod kpis;
+pub mod layout;
+pub mod order;
+pub mod policy;
+pub mod svg;
+
+pub use layout::{ConsoleUser, Gate, gate};
 
 pub const SESSION_COOKIE: &str = "dsp_session";
 pub const CSRF_COOKIE: &str = "dsp_csrf";
@@ -68,7 +85,7 @@ impl LoginGuard {
     }
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
@@ -78,7 +95,7 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -99,14 +116,15 @@ fn set_cookie(app: &AppState, name: &str, value: &str, max_age: i64) -> HeaderVa
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · dispatchd</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"></head><body><main><h1>{t}</h1>{body}</main></body></html>",
+         <meta name=\"viewport\" content=\"width=device-width\"><link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head>\
+         <body class=\"signin\"><main><h1>{t}</h1>{body}</main></body></html>",
         t = escape(title)
     )
 }
@@ -156,7 +174,7 @@ pub async fn login_page(State(app): State<Arc<AppState>>, headers: HeaderMap) ->
         let body = format!(
             "<p>Signed in as <strong>{}</strong> ({}).</p>\
              <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button>Sign out</button></form>",
+             <button>Sign out</button></form><p><a href=\"/console\">Open the dispatch board</a></p>",
             escape(p.user.as_deref().unwrap_or_default()),
             escape(&p.role_codes().join(", ")),
             escape(&s.csrf)
@@ -174,7 +192,7 @@ fn fresh_form(app: &AppState, status: StatusCode, message: Option<&str>) -> Resp
     r
 }
 
-fn no_store(r: &mut Response) {
+pub(crate) fn no_store(r: &mut Response) {
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
 }
@@ -197,7 +215,7 @@ pub struct LogoutForm {
     csrf: String,
 }
 
-fn forbidden_csrf(app: &AppState) -> Response {
+pub(crate) fn forbidden_csrf(app: &AppState) -> Response {
     fresh_form(app, StatusCode::FORBIDDEN, Some("The form expired or did not come from this site; please try again."))
 }
 
@@ -276,7 +294,7 @@ pub async fn login(State(app): State<Arc<AppState>>, req: Request) -> Response {
     if let Err(e) = app.store.create_session(&session, audit).await {
         return crate::problem::Problem::from(e).into_response();
     }
-    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/console/login")]).into_response();
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/console")]).into_response();
     let max_age = app.security.session_minutes * 60;
     r.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &id, max_age));
     r.headers_mut().append(header::SET_COOKIE, set_cookie(&app, CSRF_COOKIE, "", 0));
