@@ -190,13 +190,15 @@ struct PgTx<'c> {
     staged: Staged,
 }
 
+/// (order_id, version, kind, at, actor, request_id, data)
+type EventRow = (String, i64, &'static str, i64, String, Option<String>, String);
+
 /// Rows the batch writes, sent as a few multi-row statements before commit rather than one
 /// round trip each. Nothing in the batch reads them back from the database: later writes of
 /// the batch see its orders through the [`BatchView`].
 #[derive(Default)]
 struct Staged {
-    /// (order_id, version, kind, at, actor, request_id, data)
-    events: Vec<(String, i64, &'static str, i64, String, Option<String>, String)>,
+    events: Vec<EventRow>,
     /// The latest projection per order (an order written twice in a batch is upserted once:
     /// PostgreSQL refuses to update one row twice in one statement).
     orders: Vec<Order>,
