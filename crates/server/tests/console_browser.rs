@@ -4,7 +4,7 @@
 //! API and the store as a worker would. Screenshots go to `target/console-screenshots/`.
 //!
 //! Without Chromium (or node/npm) the test skips with a message, unless
-//! `DISPATCHD_REQUIRE_BROWSER=1` (set by `scripts/test`), where it fails.
+//! `CONSOLE_E2E_REQUIRE_BROWSER=1` (set by `scripts/test`), where it fails.
 
 mod common;
 mod console_support;
@@ -35,8 +35,8 @@ fn which(names: &[&str]) -> Option<PathBuf> {
 
 /// Skips (or, when the browser is required, fails) with a reason.
 fn unavailable(why: &str) {
-    if std::env::var("DISPATCHD_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-        panic!("{why} (DISPATCHD_REQUIRE_BROWSER=1: the browser tests must run; scripts/test installs chromium)");
+    if std::env::var("CONSOLE_E2E_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+        panic!("{why} (CONSOLE_E2E_REQUIRE_BROWSER=1: the browser tests must run; scripts/test installs chromium)");
     }
     eprintln!("SKIPPED console browser test: {why}. Install Debian's `chromium` and node/npm, or run scripts/test.");
 }
