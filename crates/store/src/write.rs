@@ -27,6 +27,18 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
+/// The projection upsert both backends' writers send (one row per order, values pushed by
+/// each backend in this column order).
+pub(crate) const ORDERS_INSERT: &str = "INSERT INTO orders (id, source, external_id, version, state, warehouse, \
+     priority, hold_reasons, customer_id, channel, service_level, latest_departure, created_at, updated_at, \
+     state_since, doc, route_key) ";
+pub(crate) const ORDERS_ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+     state = excluded.state, warehouse = excluded.warehouse, priority = excluded.priority, \
+     hold_reasons = excluded.hold_reasons, customer_id = excluded.customer_id, channel = excluded.channel, \
+     service_level = excluded.service_level, latest_departure = excluded.latest_departure, \
+     updated_at = excluded.updated_at, state_since = excluded.state_since, doc = excluded.doc, \
+     route_key = excluded.route_key";
+
 pub(crate) fn order_from_doc(doc: &str) -> Result<Order, StoreError> {
     Ok(serde_json::from_str(doc)?)
 }

@@ -306,10 +306,7 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 dispatch_core::route::member_key(o),
             ));
         }
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO orders (id, source, external_id, version, state, warehouse, priority, hold_reasons, \
-             customer_id, channel, service_level, latest_departure, created_at, updated_at, state_since, doc, route_key) ",
-        );
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(crate::write::ORDERS_INSERT);
         b.push_values(rows, |mut r, (o, holds, doc, route_key)| {
             r.push_bind(o.id.clone())
                 .push_bind(o.facts.source.clone())
@@ -329,13 +326,7 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 .push_bind(doc)
                 .push_bind(route_key);
         });
-        b.push(
-            " ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, \
-             warehouse = excluded.warehouse, priority = excluded.priority, hold_reasons = excluded.hold_reasons, \
-             customer_id = excluded.customer_id, channel = excluded.channel, service_level = excluded.service_level, \
-             latest_departure = excluded.latest_departure, updated_at = excluded.updated_at, \
-             state_since = excluded.state_since, doc = excluded.doc, route_key = excluded.route_key",
-        );
+        b.push(crate::write::ORDERS_ON_CONFLICT);
         b.build().execute(&mut *conn).await?;
     }
     for chunk in s.jobs.chunks(CHUNK) {
