@@ -12,18 +12,7 @@ use dispatch_intel::{DispatchRecord, FeatureList, HistorySpec, RiskModel, TrainO
 use dispatch_store::{HistoryRow, ModelRow, Store};
 
 fn rows(records: &[DispatchRecord]) -> Result<Vec<HistoryRow>> {
-    records
-        .iter()
-        .map(|r| {
-            Ok(HistoryRow {
-                order_id: r.facts.order_id.clone(),
-                warehouse: r.facts.warehouse.clone(),
-                released_at: r.facts.released_at,
-                departed_late: r.departed_late,
-                record: serde_json::to_string(r)?,
-            })
-        })
-        .collect()
+    Ok(records.iter().map(dispatch_server::intel::history_row).collect::<Result<_, _>>()?)
 }
 
 /// Writes records to the history table; returns how many.

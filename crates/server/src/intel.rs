@@ -209,6 +209,17 @@ impl RiskSource for Scorer {
     }
 }
 
+/// A dispatch record as the history table stores it (keys beside the intel crate's JSON).
+pub fn history_row(r: &dispatch_intel::DispatchRecord) -> Result<HistoryRow, serde_json::Error> {
+    Ok(HistoryRow {
+        order_id: r.facts.order_id.clone(),
+        warehouse: r.facts.warehouse.clone(),
+        released_at: r.facts.released_at,
+        departed_late: r.departed_late,
+        record: serde_json::to_string(r)?,
+    })
+}
+
 /// Claims `record_dispatch` jobs (written with an order's first departure, in the same
 /// transaction) and appends each dispatched order to the dispatch history. The history insert
 /// replaces by order id, so a retried job writes the same row again.
@@ -232,15 +243,9 @@ pub async fn record_dispatches(app: &crate::AppState, worker: &str) -> Result<us
             }
             None => None,
         };
-        match record.and_then(|r| serde_json::to_string(&r).ok().map(|json| (r, json))) {
-            Some((r, json)) => {
-                rows.push(HistoryRow {
-                    order_id: r.facts.order_id.clone(),
-                    warehouse: r.facts.warehouse.clone(),
-                    released_at: r.facts.released_at,
-                    departed_late: r.departed_late,
-                    record: json,
-                });
+        match record.and_then(|r| history_row(&r).ok()) {
+            Some(row) => {
+                rows.push(row);
                 ids.push(job.id);
             }
             None => {

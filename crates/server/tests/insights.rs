@@ -14,16 +14,7 @@ async fn load_history(app: &TestApp) -> Vec<dispatch_intel::DispatchRecord> {
     let spec =
         HistorySpec { seed: 3, end: common::start_time().date_naive() - Duration::days(1), days: 730, scale: 0.05 };
     let history = spec.generate();
-    let rows: Vec<HistoryRow> = history
-        .iter()
-        .map(|r| HistoryRow {
-            order_id: r.facts.order_id.clone(),
-            warehouse: r.facts.warehouse.clone(),
-            released_at: r.facts.released_at,
-            departed_late: r.departed_late,
-            record: serde_json::to_string(r).unwrap(),
-        })
-        .collect();
+    let rows: Vec<HistoryRow> = history.iter().map(|r| dispatch_server::intel::history_row(r).unwrap()).collect();
     app.store.insert_history(&rows).await.unwrap();
     history
 }

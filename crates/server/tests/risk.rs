@@ -32,16 +32,7 @@ async fn promote_a_model(app: &TestApp) -> String {
     let spec =
         HistorySpec { seed: 3, end: common::start_time().date_naive() - Duration::days(1), days: 730, scale: 0.05 };
     let history = spec.generate();
-    let rows: Vec<HistoryRow> = history
-        .iter()
-        .map(|r| HistoryRow {
-            order_id: r.facts.order_id.clone(),
-            warehouse: r.facts.warehouse.clone(),
-            released_at: r.facts.released_at,
-            departed_late: r.departed_late,
-            record: serde_json::to_string(r).unwrap(),
-        })
-        .collect();
+    let rows: Vec<HistoryRow> = history.iter().map(|r| dispatch_server::intel::history_row(r).unwrap()).collect();
     app.store.insert_history(&rows).await.unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 6, 0, 0).unwrap();
     let model = train(&history, &FeatureList::default(), &TrainOptions::default(), now, &|_| {}).unwrap();
