@@ -189,7 +189,7 @@ pub async fn reevaluate(app: &AppState, mut q: OrderQuery, actor: &str) -> Resul
         let store = app.store.clone();
         let writes = futures::stream::iter(writes).map(move |w| {
             let store = store.clone();
-            async move { store.execute(w).await }
+            async move { store.execute_background(w).await }
         });
         let mut results = writes.buffer_unordered(64);
         while let Some(r) = results.next().await {
@@ -304,7 +304,7 @@ pub async fn reevaluate_targets(app: &AppState, targets: Vec<Target>, actor: &st
     let mut results = futures::stream::iter(writes)
         .map(move |w| {
             let store = store.clone();
-            async move { store.execute(w).await }
+            async move { store.execute_background(w).await }
         })
         .buffer_unordered(64);
     while let Some(r) = results.next().await {

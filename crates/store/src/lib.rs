@@ -21,6 +21,7 @@ pub mod sqlite;
 pub mod testing;
 mod time;
 mod write;
+pub use write::Urgency;
 
 pub use outbound_rows::{EndpointSecret, NewJob, NotificationRecord, WebhookEndpointRow};
 pub use postgres::{PgOptions, PgStore};
@@ -378,6 +379,11 @@ pub struct ModelRow {
 pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// Decides and appends in one transaction; answers after commit.
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError>;
+    /// Like [`Store::execute`], for a sweep's re-evaluation: queued behind the requests, a
+    /// bounded share per batch (see [`Urgency`]).
+    async fn execute_background(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        self.execute(write).await
+    }
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;
     async fn order_by_key(&self, source: &str, external_id: &str) -> Result<Option<Order>, StoreError>;
     async fn list_orders(&self, q: &OrderQuery) -> Result<Page<Order>, StoreError>;

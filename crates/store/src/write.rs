@@ -9,6 +9,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use dispatch_core::effects::{FollowUp, follow_ups};
 use dispatch_core::{DomainError, Event, Order, apply};
 
+use tokio::sync::mpsc;
+
 use crate::{OrderWrite, StoreError, Target, WriteOutcome};
 
 /// A write waiting for its batch, with the channel its committed answer goes back on.
@@ -27,6 +29,108 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
+/// Whose write it is: a caller waiting for its answer, or a sweep of the system's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// An API request, a webhook, a worker's effect: someone waits for the commit.
+    Request,
+    /// A re-evaluation sweep (priority refresh, policy or model change): it goes after the
+    /// requests, a bounded share per batch, so a sweep of thousands of orders never holds up
+    /// the requests queued behind it.
+    Background,
+}
+
+/// Most background writes in one batch. A request that arrives meanwhile waits for at most
+/// this many of them (a few milliseconds), and a sweep still moves tens of thousands a second.
+const BACKGROUND_PER_BATCH: usize = 32;
+
+/// The sending side of the writer's two queues.
+#[derive(Clone)]
+pub(crate) struct WriteQueue {
+    requests: mpsc::Sender<Msg>,
+    background: mpsc::Sender<Msg>,
+}
+
+/// The writer's side of them.
+pub(crate) struct Queues {
+    requests: mpsc::Receiver<Msg>,
+    background: mpsc::Receiver<Msg>,
+}
+
+/// The two queues of one writer.
+pub(crate) fn queues() -> (WriteQueue, Queues) {
+    let (requests, rx) = mpsc::channel(8192);
+    // Sweeps keep at most a few dozen writes in flight each; this bounds them all the same.
+    let (background, bg_rx) = mpsc::channel(1024);
+    (WriteQueue { requests, background }, Queues { requests: rx, background: bg_rx })
+}
+
+impl WriteQueue {
+    /// Queues a write and waits for its committed answer.
+    pub(crate) async fn submit(
+        &self,
+        urgency: Urgency,
+        write: OrderWrite,
+        inbound: Option<crate::InboundKey>,
+        finish: Option<(i64, String)>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let queue = match urgency {
+            Urgency::Request => &self.requests,
+            Urgency::Background => &self.background,
+        };
+        queue.send(Msg::Write(Box::new(Pending { write, inbound, finish, reply }))).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the writer to stop once everything queued before has committed.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.requests.send(Msg::Shutdown).await;
+    }
+}
+
+impl Queues {
+    /// Nothing is waiting in either queue.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.background.is_empty()
+    }
+
+    /// Waits for work and fills `batch`: requests first, up to `max`, then background writes
+    /// up to their share. Returns `true` when the writer is to stop after this batch.
+    pub(crate) async fn next_batch(&mut self, max: usize, batch: &mut Vec<Pending>) -> bool {
+        let (first, mut taken) = tokio::select! {
+            biased;
+            m = self.requests.recv() => (m, 0),
+            m = self.background.recv() => (m, 1),
+        };
+        let mut shutdown = match first {
+            Some(Msg::Write(p)) => {
+                batch.push(*p);
+                false
+            }
+            Some(Msg::Shutdown) | None => true,
+        };
+        while !shutdown && batch.len() < max {
+            match self.requests.try_recv() {
+                Ok(Msg::Write(p)) => batch.push(*p),
+                Ok(Msg::Shutdown) => shutdown = true,
+                Err(_) => break,
+            }
+        }
+        // At shutdown every queued sweep write goes too: its caller is waiting for an answer.
+        let room = if shutdown { usize::MAX } else { BACKGROUND_PER_BATCH.min(max.saturating_sub(batch.len()) + taken) };
+        while taken < room {
+            match self.background.try_recv() {
+                Ok(Msg::Write(p)) => batch.push(*p),
+                Ok(Msg::Shutdown) => shutdown = true,
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        shutdown
+    }
+}
+
 /// The projection upsert both backends' writers send (one row per order, values pushed by
 /// each backend in this column order).
 pub(crate) const ORDERS_INSERT: &str = "INSERT INTO orders (id, source, external_id, version, state, warehouse, \
@@ -38,6 +142,26 @@ pub(crate) const ORDERS_ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET ver
      service_level = excluded.service_level, latest_departure = excluded.latest_departure, \
      updated_at = excluded.updated_at, state_since = excluded.state_since, doc = excluded.doc, \
      route_key = excluded.route_key";
+
+/// A batch that holds the writer this long is logged: every write queued behind it waited.
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Records one committed (or failed) write batch: its size and how long it held the writer.
+pub(crate) fn observe_batch(backend: &'static str, size: usize, took: std::time::Duration) {
+    metrics::histogram!("dispatchd_store_write_batch_seconds", "backend" => backend).record(took.as_secs_f64());
+    metrics::histogram!("dispatchd_store_write_batch_size", "backend" => backend).record(size as f64);
+    if took >= SLOW_BATCH {
+        tracing::warn!(backend, writes = size, millis = took.as_millis() as u64, "a write batch held the writer long");
+    }
+}
+
+/// Records the writer's own WAL checkpoint between batches (SQLite).
+pub(crate) fn observe_checkpoint(took: std::time::Duration) {
+    metrics::histogram!("dispatchd_store_checkpoint_seconds").record(took.as_secs_f64());
+    if took >= SLOW_BATCH {
+        tracing::warn!(millis = took.as_millis() as u64, "the writer's WAL checkpoint held the writer long");
+    }
+}
 
 pub(crate) fn order_from_doc(doc: &str) -> Result<Order, StoreError> {
     Ok(serde_json::from_str(doc)?)
@@ -182,4 +306,89 @@ pub async fn write_one<T: WriteTx>(
     view.keys.insert((outcome.order.facts.source.clone(), outcome.order.facts.external_id.clone()), order_id.clone());
     view.orders.insert(order_id, outcome.order.clone());
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WriteMeta;
+
+    fn pending(external_id: &str) -> (Pending, tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let write = OrderWrite {
+            target: Target::NaturalKey { source: "test".into(), external_id: external_id.into() },
+            meta: WriteMeta { actor: "test".into(), roles: vec![], request_id: None, at: Utc::now() },
+            idempotency: None,
+            decide: Box::new(|_| Ok(vec![])),
+        };
+        (Pending { write, inbound: None, finish: None, reply }, rx)
+    }
+
+    fn name(p: &Pending) -> String {
+        match &p.write.target {
+            Target::NaturalKey { external_id, .. } => external_id.clone(),
+            Target::Id(id) => id.clone(),
+        }
+    }
+
+    async fn send(queue: &mpsc::Sender<Msg>, external_id: &str) {
+        let (p, rx) = pending(external_id);
+        std::mem::forget(rx);
+        queue.send(Msg::Write(Box::new(p))).await.unwrap();
+    }
+
+    /// A sweep queued first does not go first: the batch takes every waiting request, then
+    /// a bounded share of the sweep; the rest of the sweep follows in later batches.
+    #[tokio::test]
+    async fn requests_go_before_a_queued_sweep_and_the_sweep_still_moves() {
+        let (q, mut queues) = queues();
+        for i in 0..100 {
+            send(&q.background, &format!("sweep-{i}")).await;
+        }
+        for i in 0..5 {
+            send(&q.requests, &format!("request-{i}")).await;
+        }
+        let mut batch = Vec::new();
+        assert!(!queues.next_batch(256, &mut batch).await);
+        let names: Vec<String> = batch.iter().map(name).collect();
+        assert_eq!(names.len(), 5 + BACKGROUND_PER_BATCH);
+        assert!(names[..5].iter().all(|n| n.starts_with("request-")), "{names:?}");
+        assert_eq!(names[5], "sweep-0", "the sweep keeps its own order");
+        let mut left = 100 - BACKGROUND_PER_BATCH;
+        while left > 0 {
+            batch.clear();
+            assert!(!queues.next_batch(256, &mut batch).await);
+            assert!(batch.len() <= BACKGROUND_PER_BATCH);
+            left -= batch.len();
+        }
+        assert!(queues.is_empty());
+    }
+
+    /// `max` bounds the requests of a batch; background writes never push it past `max`.
+    #[tokio::test]
+    async fn a_batch_never_exceeds_its_size() {
+        let (q, mut queues) = queues();
+        for i in 0..10 {
+            send(&q.requests, &format!("request-{i}")).await;
+            send(&q.background, &format!("sweep-{i}")).await;
+        }
+        let mut batch = Vec::new();
+        queues.next_batch(4, &mut batch).await;
+        assert_eq!(batch.iter().map(name).collect::<Vec<_>>(), ["request-0", "request-1", "request-2", "request-3"]);
+    }
+
+    /// At shutdown the writer takes every queued sweep write along: their callers get an answer.
+    #[tokio::test]
+    async fn shutdown_takes_the_queued_sweep_along() {
+        let (q, mut queues) = queues();
+        for i in 0..50 {
+            send(&q.background, &format!("sweep-{i}")).await;
+        }
+        send(&q.requests, "request-0").await;
+        q.shutdown().await;
+        let mut batch = Vec::new();
+        assert!(queues.next_batch(256, &mut batch).await);
+        assert_eq!(batch.len(), 51);
+        assert!(queues.is_empty());
+    }
 }

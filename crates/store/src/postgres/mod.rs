@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{Event, EventData, Order};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, QueryBuilder, Row};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 
 use crate::time::{from_micros, to_micros};
-use crate::write::{Msg, Pending, order_from_doc};
+use crate::write::{Urgency, order_from_doc};
 use crate::{
     DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page,
     RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
@@ -53,7 +53,7 @@ pub struct PgStore {
     pool: PgPool,
     connect: PgConnectOptions,
     jobs: Arc<Notify>,
-    writes: mpsc::Sender<Msg>,
+    writes: crate::write::WriteQueue,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -72,7 +72,7 @@ impl PgStore {
             .await?;
         let jobs = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(connect.clone(), jobs.clone()));
-        let (tx, rx) = mpsc::channel(8192);
+        let (tx, rx) = crate::write::queues();
         let handle =
             tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
         Ok(PgStore { pool, connect, jobs, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)), listener })
@@ -82,9 +82,6 @@ impl PgStore {
         &self.pool
     }
 
-    async fn send(&self, p: Pending) -> Result<(), StoreError> {
-        self.writes.send(Msg::Write(Box::new(p))).await.map_err(|_| StoreError::Closed)
-    }
 }
 
 /// Turns job notifications from any node into local wake-ups; reconnects when the database
@@ -148,9 +145,11 @@ fn token_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenRecord, StoreError> 
 #[async_trait]
 impl Store for PgStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Pending { write, inbound: None, finish: None, reply }).await?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, None, None).await
+    }
+
+    async fn execute_background(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        self.writes.submit(Urgency::Background, write, None, None).await
     }
 
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
@@ -554,9 +553,7 @@ impl Store for PgStore {
     }
 
     async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Pending { write, inbound: Some(key), finish: None, reply }).await?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, Some(key), None).await
     }
 
     async fn execute_finishing(
@@ -565,9 +562,7 @@ impl Store for PgStore {
         job_id: i64,
         worker: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Pending { write, inbound: None, finish: Some((job_id, worker.to_string())), reply }).await?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, None, Some((job_id, worker.to_string()))).await
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -736,7 +731,7 @@ impl Store for PgStore {
     async fn close(&self) {
         let handle = self.writer.lock().await.take();
         if let Some(h) = handle {
-            let _ = self.writes.send(Msg::Shutdown).await;
+            self.writes.shutdown().await;
             let _ = h.await;
         }
         self.listener.abort();

@@ -3,13 +3,15 @@
 //! key for orders that do not exist yet), and a batch that hits a deadlock or a lost race with
 //! another node is rolled back and decided again (decisions are pure, so that is safe).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use dispatch_core::Order;
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::time::to_micros;
-use crate::write::{BatchView, Msg, Pending, Plan, WriteTx, order_from_doc, write_one};
+use crate::write::{BatchView, Pending, Plan, Queues, WriteTx, order_from_doc, write_one};
 use crate::{StoreError, Target, WriteOutcome};
 
 pub const JOBS_CHANNEL: &str = "dispatchd_jobs";
@@ -19,7 +21,7 @@ const CHUNK: usize = 500;
 
 pub(crate) async fn run(
     mut conn: PgConnection,
-    mut rx: mpsc::Receiver<Msg>,
+    mut queues: Queues,
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
@@ -27,19 +29,14 @@ pub(crate) async fn run(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     loop {
-        let mut shutdown = false;
-        match rx.recv().await {
-            Some(Msg::Write(p)) => batch.push(*p),
-            Some(Msg::Shutdown) | None => shutdown = true,
+        let shutdown = queues.next_batch(max_batch, &mut batch).await;
+        let size = batch.len();
+        let started = std::time::Instant::now();
+        let enqueued = size > 0 && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups, publish).await;
+        if size > 0 {
+            crate::write::observe_batch("postgres", size, started.elapsed());
         }
-        while !shutdown && batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(Msg::Write(p)) => batch.push(*p),
-                Ok(Msg::Shutdown) => shutdown = true,
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups, publish).await {
+        if enqueued {
             jobs.notify_waiters();
         }
         if shutdown {
@@ -69,7 +66,17 @@ async fn attempt(
         }
     };
     let mut view = BatchView::with_follow_ups(follow_ups);
-    let mut io = PgTx { conn: &mut tx, enqueued: false, audit: Vec::new(), staged: Staged::default() };
+    let mut io = PgTx {
+        conn: &mut tx,
+        enqueued: false,
+        audit: Vec::new(),
+        staged: Staged::default(),
+        locked: Locked::default(),
+    };
+    io.lock_batch(batch).await.map_err(|e| match e {
+        StoreError::Db(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
     let mut results = Vec::with_capacity(batch.len());
     let mut inbound_seen = std::collections::HashSet::new();
     for p in batch {
@@ -152,18 +159,9 @@ async fn write_inbound(
     seen: &mut std::collections::HashSet<(String, String)>,
 ) -> Result<WriteOutcome, StoreError> {
     let id = (key.source.clone(), key.event_id.clone());
-    // Two nodes receiving the same event serialize here; the second then sees it recorded.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 2))")
-        .bind(&key.source)
-        .bind(&key.event_id)
-        .execute(&mut *io.conn)
-        .await?;
-    let recorded: Option<i32> = sqlx::query_scalar("SELECT 1 FROM inbound_events WHERE source = $1 AND event_id = $2")
-        .bind(&key.source)
-        .bind(&key.event_id)
-        .fetch_optional(&mut *io.conn)
-        .await?;
-    if seen.contains(&id) || recorded.is_some() {
+    // `lock_batch` locked the id (two nodes receiving the same event serialize there; the
+    // second then sees it recorded) and read whether it was recorded before.
+    if seen.contains(&id) || io.locked.recorded.contains(&id) {
         let order = match view.order(&w.target) {
             Some(o) => o,
             None => io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?,
@@ -188,6 +186,134 @@ struct PgTx<'c> {
     /// Audit entries of the events written so far, chained just before commit.
     audit: Vec<dispatch_core::audit::AuditDraft>,
     staged: Staged,
+    locked: Locked,
+}
+
+/// What [`PgTx::lock_batch`] locked and read for the whole batch at its start.
+#[derive(Default)]
+struct Locked {
+    /// Orders the batch is about, row-locked, by id.
+    orders: HashMap<String, Order>,
+    /// Natural keys (advisory-locked) with the id of their order.
+    keys: HashMap<(String, String), String>,
+    /// Natural keys (advisory-locked) that have no order yet.
+    absent_keys: HashSet<(String, String)>,
+    /// Idempotency keys (advisory-locked) with their stored answer, if any.
+    idempotency: HashMap<(String, String), Option<(String, String)>>,
+    /// Inbound event ids (advisory-locked) recorded before this transaction.
+    recorded: HashSet<(String, String)>,
+}
+
+/// Takes the advisory locks of a set of keys in one statement, in hash order so that two
+/// nodes locking overlapping sets wait for each other rather than deadlock. `space` keeps the
+/// kinds of key apart (0 natural keys, 1 idempotency keys, 2 inbound events).
+async fn advisory_locks(conn: &mut PgConnection, keys: &[(String, String)], space: i64) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (a, b) = columns(keys);
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(a || chr(31) || b, $3) AS h \
+         FROM unnest($1::text[], $2::text[]) AS k(a, b) ORDER BY h) l",
+    )
+    .bind(a)
+    .bind(b)
+    .bind(space)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The `(a, b)` pairs as two text arrays for `unnest($1::text[], $2::text[])`.
+fn columns(keys: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip()
+}
+
+impl PgTx<'_> {
+    /// Locks and reads, for the whole batch, what its writes would otherwise lock and read one
+    /// round trip at a time: inbound event ids, idempotency keys, natural keys and the orders.
+    /// Each kind is locked before it is read, and the read is a statement of its own, so it
+    /// sees whatever another node committed before it let go of the lock.
+    async fn lock_batch(&mut self, batch: &[Pending]) -> Result<(), StoreError> {
+        let mut inbound = Vec::new();
+        let mut idempotency = Vec::new();
+        let mut keys = Vec::new();
+        let mut ids = Vec::new();
+        for p in batch {
+            if let Some(k) = &p.inbound {
+                inbound.push((k.source.clone(), k.event_id.clone()));
+            }
+            if let Some(k) = &p.write.idempotency {
+                idempotency.push((k.scope.clone(), k.key.clone()));
+            }
+            match &p.write.target {
+                Target::Id(id) => ids.push(id.clone()),
+                Target::NaturalKey { source, external_id } => keys.push((source.clone(), external_id.clone())),
+            }
+        }
+        for v in [&mut inbound, &mut idempotency, &mut keys] {
+            v.sort();
+            v.dedup();
+        }
+        let conn = &mut *self.conn;
+        if !inbound.is_empty() {
+            advisory_locks(conn, &inbound, 2).await?;
+            let (a, b) = columns(&inbound);
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT source, event_id FROM inbound_events \
+                 WHERE (source, event_id) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b))",
+            )
+            .bind(a)
+            .bind(b)
+            .fetch_all(&mut *conn)
+            .await?;
+            self.locked.recorded.extend(rows);
+        }
+        if !idempotency.is_empty() {
+            advisory_locks(conn, &idempotency, 1).await?;
+            let (a, b) = columns(&idempotency);
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT scope, key, request_hash, response FROM idempotency_keys \
+                 WHERE (scope, key) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b))",
+            )
+            .bind(a)
+            .bind(b)
+            .fetch_all(&mut *conn)
+            .await?;
+            for k in idempotency {
+                self.locked.idempotency.insert(k, None);
+            }
+            for (scope, key, hash, response) in rows {
+                self.locked.idempotency.insert((scope, key), Some((hash, response)));
+            }
+        }
+        if !keys.is_empty() {
+            // The row may not exist yet: lock the key itself so two nodes cannot create it twice.
+            advisory_locks(conn, &keys, 0).await?;
+        }
+        if !keys.is_empty() || !ids.is_empty() {
+            let (a, b) = columns(&keys);
+            // Row locks in id order, like the advisory locks, so nodes queue rather than deadlock.
+            let docs: Vec<String> = sqlx::query_scalar(
+                "SELECT doc FROM orders WHERE id = ANY($3) \
+                 OR (source, external_id) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b)) \
+                 ORDER BY id FOR UPDATE",
+            )
+            .bind(a)
+            .bind(b)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for doc in docs {
+                let o = order_from_doc(&doc)?;
+                self.locked.keys.insert((o.facts.source.clone(), o.facts.external_id.clone()), o.id.clone());
+                self.locked.orders.insert(o.id.clone(), o);
+            }
+        }
+        let found = &self.locked.keys;
+        self.locked.absent_keys = keys.into_iter().filter(|k| !found.contains_key(k)).collect();
+        Ok(())
+    }
 }
 
 /// (order_id, version, kind, at, actor, request_id, data)
@@ -300,6 +426,9 @@ impl PgTx<'_> {
 
 impl WriteTx for PgTx<'_> {
     async fn idempotency(&mut self, scope: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        if let Some(stored) = self.locked.idempotency.get(&(scope.to_string(), key.to_string())) {
+            return Ok(stored.clone());
+        }
         // Serialize writers of the same key across nodes; the lock ends with the transaction.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 1))")
             .bind(scope)
@@ -314,6 +443,19 @@ impl WriteTx for PgTx<'_> {
     }
 
     async fn load(&mut self, target: &Target) -> Result<Option<Order>, StoreError> {
+        let locked = match target {
+            Target::Id(id) => self.locked.orders.get(id),
+            Target::NaturalKey { source, external_id } => {
+                let k = (source.clone(), external_id.clone());
+                if self.locked.absent_keys.contains(&k) {
+                    return Ok(None);
+                }
+                self.locked.keys.get(&k).and_then(|id| self.locked.orders.get(id))
+            }
+        };
+        if let Some(o) = locked {
+            return Ok(Some(o.clone()));
+        }
         let doc: Option<String> = match target {
             Target::Id(id) => {
                 sqlx::query_scalar("SELECT doc FROM orders WHERE id = $1 FOR UPDATE")

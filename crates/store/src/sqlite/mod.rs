@@ -12,10 +12,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 
 use crate::time::{from_micros, to_micros};
-use crate::write::{Msg, Pending, order_from_doc};
+use crate::write::{Urgency, order_from_doc};
 use crate::{
     DeadLetter, InboundKey, Job, JobStatus, LeaderLease, OrderCounts, OrderQuery, OrderSort, OrderWrite, Page,
     RawEvent, RunEnd, ScheduleRow, ScheduleRun, Store, StoreError, TokenRecord, WriteOutcome,
@@ -69,7 +69,7 @@ pub struct SqliteStore {
     /// tracking number → (order id, carrier). A booking's tracking number never changes, so
     /// entries never go stale.
     tracking: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
-    writes: mpsc::Sender<Msg>,
+    writes: crate::write::WriteQueue,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -130,7 +130,7 @@ impl SqliteStore {
                 }
             }
         });
-        let (tx, rx) = mpsc::channel(8192);
+        let (tx, rx) = crate::write::queues();
         let jobs = Arc::new(Notify::new());
         let handle =
             tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
@@ -175,12 +175,11 @@ fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError
 #[async_trait]
 impl Store for SqliteStore {
     async fn execute(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writes
-            .send(Msg::Write(Box::new(Pending { write, inbound: None, finish: None, reply })))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, None, None).await
+    }
+
+    async fn execute_background(&self, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
+        self.writes.submit(Urgency::Background, write, None, None).await
     }
 
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
@@ -613,12 +612,7 @@ impl Store for SqliteStore {
     }
 
     async fn execute_inbound(&self, key: InboundKey, write: OrderWrite) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writes
-            .send(Msg::Write(Box::new(Pending { write, inbound: Some(key), finish: None, reply })))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, Some(key), None).await
     }
 
     async fn execute_finishing(
@@ -627,13 +621,7 @@ impl Store for SqliteStore {
         job_id: i64,
         worker: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let finish = Some((job_id, worker.to_string()));
-        self.writes
-            .send(Msg::Write(Box::new(Pending { write, inbound: None, finish, reply })))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writes.submit(Urgency::Request, write, None, Some((job_id, worker.to_string()))).await
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -811,7 +799,7 @@ impl Store for SqliteStore {
         // The shutdown message queues behind every write already sent, so those commit first.
         let handle = self.writer.lock().await.take();
         if let Some(h) = handle {
-            let _ = self.writes.send(Msg::Shutdown).await;
+            self.writes.shutdown().await;
             let _ = h.await;
         }
         self.pool.close().await;

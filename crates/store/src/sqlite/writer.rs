@@ -14,9 +14,9 @@ use chrono::SubsecRound;
 use dispatch_core::effects::follow_ups;
 use dispatch_core::{DomainError, Event, Order, apply};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-use crate::write::{Msg, Pending};
+use crate::write::{Pending, Queues};
 
 use crate::time::to_micros;
 use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
@@ -28,6 +28,10 @@ struct BatchView {
     orders: HashMap<String, Order>,
     keys: HashMap<(String, String), String>,
     idempotency: HashMap<(String, String), (String, String)>,
+    /// Natural keys and idempotency keys the batch's prefetch looked up and did not find: a
+    /// write about one of them needs no read of its own (the writer is the only one writing).
+    absent_keys: HashSet<(String, String)>,
+    absent_idempotency: HashSet<(String, String)>,
     /// Inbound event ids recorded before this batch, or by an earlier write of it.
     inbound_seen: HashSet<(String, String)>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
@@ -84,35 +88,88 @@ impl Committed {
         }
     }
 
-    /// Reads the orders of a batch that are not cached, in one query.
-    fn missing(&self, batch: &[Pending]) -> Vec<String> {
-        batch
-            .iter()
-            .filter_map(|p| match &p.write.target {
-                Target::Id(id) if !self.orders.contains_key(id) => Some(id.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    async fn prefetch(&mut self, conn: &mut SqliteConnection, mut missing: Vec<String>) -> Result<(), StoreError> {
-        missing.sort();
-        missing.dedup();
-        for chunk in missing.chunks(CHUNK * 4) {
+    /// Reads what the batch's writes will look up and this cache does not hold — orders by id
+    /// and by natural key, and stored idempotency answers — with one query per kind (per chunk)
+    /// instead of a round trip per write. What was looked up and not found goes into the
+    /// batch view as absent.
+    async fn prefetch(
+        &mut self,
+        conn: &mut SqliteConnection,
+        batch: &[Pending],
+        view: &mut BatchView,
+    ) -> Result<(), StoreError> {
+        let mut ids = Vec::new();
+        let mut keys = HashSet::new();
+        let mut idempotency = HashSet::new();
+        for p in batch {
+            match &p.write.target {
+                Target::Id(id) if !self.orders.contains_key(id) => ids.push(id.clone()),
+                Target::NaturalKey { source, external_id } => {
+                    let k = (source.clone(), external_id.clone());
+                    match self.keys.get(&k) {
+                        Some(id) if !self.orders.contains_key(id) => ids.push(id.clone()),
+                        Some(_) => {}
+                        None => {
+                            keys.insert(k);
+                        }
+                    }
+                }
+                Target::Id(_) => {}
+            }
+            if let Some(k) = &p.write.idempotency {
+                idempotency.insert((k.scope.clone(), k.key.clone()));
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        for chunk in ids.chunks(CHUNK * 4) {
             let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT doc FROM orders WHERE id IN (");
             let mut sep = b.separated(", ");
             for id in chunk {
                 sep.push_bind(id.clone());
             }
             b.push(")");
-            let docs: Vec<String> = b.build_query_scalar().fetch_all(&mut *conn).await?;
-            for doc in docs {
+            for doc in b.build_query_scalar::<String>().fetch_all(&mut *conn).await? {
                 let o = super::order_from_doc(&doc)?;
                 self.orders.insert(o.id.clone(), o);
             }
         }
+        let keys: Vec<(String, String)> = keys.into_iter().collect();
+        for chunk in keys.chunks(CHUNK) {
+            let mut b: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT doc FROM orders WHERE (source, external_id) IN (VALUES ");
+            push_pairs(&mut b, chunk);
+            for doc in b.build_query_scalar::<String>().fetch_all(&mut *conn).await? {
+                let o = super::order_from_doc(&doc)?;
+                self.keys.insert((o.facts.source.clone(), o.facts.external_id.clone()), o.id.clone());
+                self.orders.insert(o.id.clone(), o);
+            }
+        }
+        view.absent_keys.extend(keys.into_iter().filter(|k| !self.keys.contains_key(k)));
+        let idempotency: Vec<(String, String)> = idempotency.into_iter().collect();
+        for chunk in idempotency.chunks(CHUNK) {
+            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT scope, key, request_hash, response FROM idempotency_keys WHERE (scope, key) IN (VALUES ",
+            );
+            push_pairs(&mut b, chunk);
+            let rows: Vec<(String, String, String, String)> = b.build_query_as().fetch_all(&mut *conn).await?;
+            for (scope, key, hash, response) in rows {
+                view.idempotency.insert((scope, key), (hash, response));
+            }
+        }
+        view.absent_idempotency.extend(idempotency.into_iter().filter(|k| !view.idempotency.contains_key(k)));
         Ok(())
     }
+}
+
+/// Pushes `(a, b), (c, d), …)` — the rest of a `… IN (VALUES ` list.
+fn push_pairs(b: &mut QueryBuilder<Sqlite>, pairs: &[(String, String)]) {
+    let mut sep = b.separated(", ");
+    for (x, y) in pairs {
+        sep.push("(").push_bind_unseparated(x.clone()).push_unseparated(", ");
+        sep.push_bind_unseparated(y.clone()).push_unseparated(")");
+    }
+    b.push(")");
 }
 
 /// How often the writer checkpoints when its queue is empty, and at the latest when it is not.
@@ -121,7 +178,7 @@ const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(crate) async fn run(
     mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Msg>,
+    mut queues: Queues,
     max_batch: usize,
     jobs: std::sync::Arc<Notify>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
@@ -131,23 +188,16 @@ pub(crate) async fn run(
     let mut committed = Committed::default();
     let mut last_checkpoint = std::time::Instant::now();
     loop {
-        let mut shutdown = false;
-        match rx.recv().await {
-            Some(Msg::Write(p)) => batch.push(*p),
-            Some(Msg::Shutdown) | None => shutdown = true,
-        }
-        while !shutdown && batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(Msg::Write(p)) => batch.push(*p),
-                Ok(Msg::Shutdown) => shutdown = true,
-                Err(_) => break,
+        let shutdown = queues.next_batch(max_batch, &mut batch).await;
+        if !batch.is_empty() {
+            let (size, started) = (batch.len(), std::time::Instant::now());
+            let enqueued =
+                commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, follow_ups, publish).await;
+            crate::write::observe_batch("sqlite", size, started.elapsed());
+            if enqueued {
+                // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
+                jobs.notify_waiters();
             }
-        }
-        if !batch.is_empty()
-            && commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, follow_ups, publish).await
-        {
-            // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
-            jobs.notify_waiters();
         }
         // Keep the WAL short. The background checkpointer copies pages while writes go on, but
         // it can never finish while new frames keep arriving, and the WAL only restarts from
@@ -155,10 +205,12 @@ pub(crate) async fn run(
         // can arrive: the little left to copy is copied and the next commit rewinds the WAL.
         // In a pause of the queue that costs nobody; under saturation once a second at most.
         let since = last_checkpoint.elapsed();
-        if !shutdown && (since >= CHECKPOINT_IDLE && rx.is_empty() || since >= CHECKPOINT_BUSY) {
+        if !shutdown && (since >= CHECKPOINT_IDLE && queues.is_empty() || since >= CHECKPOINT_BUSY) {
+            let started = std::time::Instant::now();
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
                 tracing::warn!(error = %e, "writer's WAL checkpoint failed; it is retried");
             }
+            crate::write::observe_checkpoint(started.elapsed());
             last_checkpoint = std::time::Instant::now();
         }
         if shutdown {
@@ -191,8 +243,10 @@ async fn commit_batch(
             }
         };
         let mut staged = Staged::default();
-        let missing = seen.missing(&batch);
-        if let Err(e) = seen.prefetch(&mut tx, missing).await {
+        if let Err(e) = seen.prefetch(&mut tx, &batch, view).await {
+            // Harmless: each write then reads what it needs itself.
+            view.absent_keys.clear();
+            view.absent_idempotency.clear();
             tracing::warn!(error = %e, "could not prefetch the batch's orders; reading them one by one");
         }
         let keys: Vec<&InboundKey> = batch.iter().filter_map(|p| p.inbound.as_ref()).collect();
@@ -259,12 +313,8 @@ async fn inbound_seen(
     for chunk in keys.chunks(CHUNK) {
         let mut b: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT source, event_id FROM inbound_events WHERE (source, event_id) IN (VALUES ");
-        let mut sep = b.separated(", ");
-        for k in chunk {
-            sep.push("(").push_bind_unseparated(k.source.clone()).push_unseparated(", ");
-            sep.push_bind_unseparated(k.event_id.clone()).push_unseparated(")");
-        }
-        b.push(")");
+        let pairs: Vec<(String, String)> = chunk.iter().map(|k| (k.source.clone(), k.event_id.clone())).collect();
+        push_pairs(&mut b, &pairs);
         let rows: Vec<(String, String)> = b.build_query_as().fetch_all(&mut *conn).await?;
         seen.extend(rows);
     }
@@ -411,6 +461,10 @@ async fn load(
         if let Some(o) = committed.orders.remove(id) {
             return Ok(Some(o));
         }
+    } else if let Target::NaturalKey { source, external_id } = target
+        && view.absent_keys.contains(&(source.clone(), external_id.clone()))
+    {
+        return Ok(None);
     }
     let doc: Option<String> = match target {
         Target::Id(id) => {
@@ -463,6 +517,7 @@ async fn write_one(
         let id = (k.scope.clone(), k.key.clone());
         let stored: Option<(String, String)> = match view.idempotency.get(&id) {
             Some(v) => Some(v.clone()),
+            None if view.absent_idempotency.contains(&id) => None,
             None => {
                 sqlx::query_as("SELECT request_hash, response FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
                     .bind(&k.scope)
