@@ -669,8 +669,10 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             o.checks = e.checks.clone();
             o.priority = e.priority;
             o.latest_departure = Some(e.inputs.latest_departure);
-            o.late_departure_risk =
-                e.scored.as_ref().map(|s| s.late_departure).or(e.risk.as_ref().map(|r| r.late_departure));
+            // An evaluation made without the model (an approval's split) keeps the last score.
+            if let Some(p) = e.scored.as_ref().map(|s| s.late_departure).or(e.risk.as_ref().map(|r| r.late_departure)) {
+                o.late_departure_risk = Some(p);
+            }
             settle(&mut o, e.outcome)
         }
         EventData::ApprovalRequested { request } => {

@@ -212,8 +212,8 @@ pub struct Order {
     /// Holds people overrode (see `overrides`), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<HoldOverride>,
-    /// The active model's late-departure probability at the last recorded evaluation (0–1);
-    /// absent when no model was active then.
+    /// The active model's late-departure probability at the last evaluation that recorded one
+    /// (0–1); absent when no model was active at any evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_departure_risk: Option<f64>,
     /// When the order was first released (the on-time release KPI).

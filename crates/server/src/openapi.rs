@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::console;
 use crate::routes::{
-    advice, approvals, audit, dead_letters, insights, odoo, orders, overrides, policy, schedules, system, webhook_endpoints,
-    webhooks,
+    advice, approvals, audit, dead_letters, insights, odoo, orders, overrides, policy, schedules, system,
+    webhook_endpoints, webhooks,
 };
 
 #[derive(OpenApi)]

@@ -134,10 +134,9 @@ fn model_score(
     }
     let carrier = e.carrier.as_ref().and_then(|c| c.carrier.as_deref()).or(facts.carrier_preference.as_deref());
     let q = dispatch_policy::RiskQuery { facts, warehouse, now, carrier, latest_departure: e.inputs.latest_departure };
-    scorer.score(&q).map(|s| dispatch_core::risk::ModelScore {
-        model_version: s.model_version,
-        late_departure: s.late_departure,
-    })
+    scorer
+        .score(&q)
+        .map(|s| dispatch_core::risk::ModelScore { model_version: s.model_version, late_departure: s.late_departure })
 }
 
 impl Evaluator for Scored {

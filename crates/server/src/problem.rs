@@ -115,9 +115,12 @@ impl From<DomainError> for Problem {
                 use dispatch_core::overrides::OverrideError as O;
                 match o {
                     O::Invalid(errors) => Problem::validation(errors),
-                    O::Forbidden(detail) => {
-                        Problem::new(StatusCode::FORBIDDEN, "override-not-allowed", "You may not override holds", detail)
-                    }
+                    O::Forbidden(detail) => Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "override-not-allowed",
+                        "You may not override holds",
+                        detail,
+                    ),
                     O::NotOverridable(detail) => Problem::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "not-overridable",

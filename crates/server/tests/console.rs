@@ -413,7 +413,9 @@ async fn a_supervisor_overrides_a_soft_hold_from_the_exceptions_page_and_a_dispa
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("note"));
     // The hard block by hand: 422 naming it, nothing written.
-    let r = sup.post(&format!("/console/orders/{hard_id}/override"), &[("reason", "address_invalid"), ("note", "x")], true).await;
+    let r = sup
+        .post(&format!("/console/orders/{hard_id}/override"), &[("reason", "address_invalid"), ("note", "x")], true)
+        .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("address_invalid"));
     // A stale version from the page: 409.
@@ -422,7 +424,9 @@ async fn a_supervisor_overrides_a_soft_hold_from_the_exceptions_page_and_a_dispa
     assert_eq!(app.get_json(&format!("/api/v1/orders/{id}")).await["state"], "on_hold", "nothing written");
 
     let version = app.get_json(&format!("/api/v1/orders/{id}")).await["version"].to_string();
-    let r = sup.post(&path, &[("reason", "cutoff_missed"), ("note", "customer collects tonight"), ("version", &version)], true).await;
+    let r = sup
+        .post(&path, &[("reason", "cutoff_missed"), ("note", "customer collects tonight"), ("version", &version)], true)
+        .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let (_, html) = sup.get(r.headers()["location"].to_str().unwrap()).await;
     assert!(html.contains("hold of C/OVR overridden; it is released"), "{html}");
@@ -453,9 +457,19 @@ async fn the_kpis_count_every_order_of_the_window_and_an_override_is_a_touch() {
     ] {
         let w = dispatch_store::OrderWrite {
             target: dispatch_store::Target::Id(o.id.clone()),
-            meta: dispatch_store::WriteMeta { actor: "worker".into(), roles: vec![], request_id: None, at: app.clock.now() },
+            meta: dispatch_store::WriteMeta {
+                actor: "worker".into(),
+                roles: vec![],
+                request_id: None,
+                at: app.clock.now(),
+            },
             idempotency: None,
-            decide: dispatch_store::decision(cmd, app.clock.now(), app.state.warehouses.clone(), std::sync::Arc::new(dispatch_core::BuiltinRules)),
+            decide: dispatch_store::decision(
+                cmd,
+                app.clock.now(),
+                app.state.warehouses.clone(),
+                std::sync::Arc::new(dispatch_core::BuiltinRules),
+            ),
         };
         app.store.execute(w).await.unwrap();
     }

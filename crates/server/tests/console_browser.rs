@@ -142,8 +142,15 @@ async fn console_scenarios_in_headless_chromium() {
     let ovr = app.get_json(&format!("/api/v1/orders/{ovr_id}")).await;
     assert_eq!(ovr["state"], "released", "{ovr}");
     assert_eq!(ovr["overrides"][0]["by"], "user:sup2");
-    for name in ["1-inbox", "1-order-timeline", "2-dispatcher-inbox", "3-integrations-after", "4-board-refreshed",
-        "5-dispatcher-exceptions", "6-override-timeline"] {
+    for name in [
+        "1-inbox",
+        "1-order-timeline",
+        "2-dispatcher-inbox",
+        "3-integrations-after",
+        "4-board-refreshed",
+        "5-dispatcher-exceptions",
+        "6-override-timeline",
+    ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "screenshot {name}");
     }
 }

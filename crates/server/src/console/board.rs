@@ -285,7 +285,7 @@ pub fn risk_badge(p: f64) -> Markup {
         RiskBand::Low => "badge ok",
     };
     html! { span class=(class) data-risk=(band.code()) title="late-departure risk (model score at the last evaluation)" {
-        (band.code()) " " (format!("{:.0}%", p * 100.0)) } }
+    (band.code()) " " (format!("{:.0}%", p * 100.0)) } }
 }
 
 /// The board: the counts table and the queue.

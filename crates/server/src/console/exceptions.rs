@@ -225,13 +225,16 @@ pub async fn override_form(
         None => None,
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => {
-            return error_page(Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Bad version", "version must be a number");
+            return error_page(
+                Some(&user),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Bad version",
+                "version must be a number",
+            );
         }
     };
-    let req = crate::routes::overrides::OverrideRequest {
-        reasons,
-        note: field(&f, "note").unwrap_or_default().to_string(),
-    };
+    let req =
+        crate::routes::overrides::OverrideRequest { reasons, note: field(&f, "note").unwrap_or_default().to_string() };
     match crate::routes::overrides::override_as(&app, &user.principal, &id, req, expected, None, request_id(&headers))
         .await
     {
