@@ -142,7 +142,7 @@ fn table(
                         @if may_act { td {
                             @if user.may(Permission::RequestApprovals) { (request_form(user, o)) }
                             @let lift = overridable(o);
-                            @if !lift.is_empty() { (override_form(user, o, &lift)) }
+                            @if !lift.is_empty() { (override_markup(user, o, &lift)) }
                         } }
                     }
                 } }
@@ -174,7 +174,7 @@ fn request_form(user: &ConsoleUser, o: &Order) -> Markup {
     }
 }
 
-fn override_form(user: &ConsoleUser, o: &Order, reasons: &[HoldReason]) -> Markup {
+fn override_markup(user: &ConsoleUser, o: &Order, reasons: &[HoldReason]) -> Markup {
     let id = &o.id;
     html! {
         details.override {
