@@ -34,6 +34,8 @@ pub enum Permission {
     ReadApprovals,
     /// Record approve/reject decisions (each step also checks the step's own role).
     DecideApprovals,
+    /// Lift a hold the policy marks overridable, with a written reason, without an approval.
+    OverrideHolds,
 }
 
 impl Permission {
@@ -51,6 +53,7 @@ impl Permission {
         Permission::RequestApprovals,
         Permission::ReadApprovals,
         Permission::DecideApprovals,
+        Permission::OverrideHolds,
     ];
 
     pub fn code(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Permission {
             Permission::RequestApprovals => "request_approvals",
             Permission::ReadApprovals => "read_approvals",
             Permission::DecideApprovals => "decide_approvals",
+            Permission::OverrideHolds => "override_holds",
         }
     }
 }
@@ -104,6 +108,9 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         DecideApprovals => {
             matches!(role, WarehouseLead | Supervisor | Finance | Compliance | AccountOwner | OpsManager | Admin)
         }
+        // Supervisors and operations management answer for a shipment that leaves despite a
+        // soft hold; dispatchers ask for an approval instead, finance has its own kinds.
+        OverrideHolds => matches!(role, Supervisor | OpsManager | Admin),
     }
 }
 
@@ -216,6 +223,14 @@ mod tests {
         }
         assert!(role_allows(Role::Auditor, Permission::ReplayPolicy));
         assert!(!role_allows(Role::Dispatcher, Permission::ReplayPolicy));
+    }
+
+    #[test]
+    fn only_supervisors_ops_managers_and_admins_override_holds() {
+        for r in Role::ALL {
+            let may = role_allows(*r, Permission::OverrideHolds);
+            assert_eq!(may, matches!(r, Role::Supervisor | Role::OpsManager | Role::Admin), "{r}");
+        }
     }
 
     #[test]

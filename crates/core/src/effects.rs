@@ -162,6 +162,11 @@ mod tests {
             split_from: None,
             remainders: vec![],
             booking_override: None,
+            overrides: vec![],
+            late_departure_risk: None,
+            first_released_at: None,
+            released_on_time: None,
+            touched: false,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::approval::{ApprovalRequest, ApprovalStatus, Remainder, SplitLink, Ver
 use crate::order::{Line, OrderFacts};
 use crate::readiness::Evaluation;
 use crate::tracking::TrackingUpdate;
-use crate::vocab::Role;
+use crate::vocab::{HoldReason, Role};
 
 /// What happened, with the inputs it was decided on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -94,6 +94,17 @@ pub enum EventData {
     /// This order is the backorder remainder of another.
     #[serde(rename = "order.split_from")]
     SplitFrom { link: SplitLink },
+    /// A person (the event's actor) overrode hold reasons the policy lets be overridden.
+    #[serde(rename = "order.overridden")]
+    HoldsOverridden {
+        reasons: Vec<HoldReason>,
+        /// Why, in the person's words.
+        note: String,
+        /// The role the override was made in.
+        role: Role,
+        /// Hash of the policy in force (it said the reasons were overridable).
+        policy: String,
+    },
 }
 
 impl EventData {
@@ -115,6 +126,7 @@ impl EventData {
             EventData::ApprovalClosed { .. } => "approval.closed",
             EventData::Split { .. } => "order.split",
             EventData::SplitFrom { .. } => "order.split_from",
+            EventData::HoldsOverridden { .. } => "order.overridden",
         }
     }
 }
@@ -279,6 +291,10 @@ fn summary_of(data: &EventData) -> String {
         }
         EventData::SplitFrom { link } => {
             format!("Backorder remainder of {} ({}), approval {}", link.external_id, link.order_id, link.approval_id)
+        }
+        EventData::HoldsOverridden { reasons, note, role, .. } => {
+            let codes: Vec<&str> = reasons.iter().map(|r| r.code()).collect();
+            format!("Hold overridden as {role}: {} lifted; why: {note}", codes.join(", "))
         }
     }
 }

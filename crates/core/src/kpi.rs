@@ -1,77 +1,78 @@
-//! The business KPIs of the design brief, computed from order event streams (pure).
+//! The business KPIs of the design brief (pure).
 //!
 //! - dispatch cycle time: `received` → `dispatched`, p50 and p90;
-//! - on-time release rate: share of released orders released before their latest departure
-//!   (the warehouse cut-off of their ship-by date);
-//! - touchless rate: share of dispatched orders with no human approval decision;
+//! - on-time release rate: share of released orders first released before their latest
+//!   departure then in force (the warehouse cut-off of their ship-by date);
+//! - touchless rate: share of dispatched orders no person acted on (approval decision or
+//!   hold override);
 //! - premium freight avoided: expedited-freight cost requested minus cost approved (closed
 //!   requests only).
 //!
-//! Each order is folded once with [`crate::apply`], so the KPI sees exactly the state the
-//! projection had after each event. Exception aging is a snapshot of open holds and is taken
-//! from the projection (the console's board), not from history.
+//! What an order contributes ([`OrderKpi`]) is read off its projection: [`crate::apply`] keeps
+//! the first release, whether it was on time, and whether a person touched the order, so the
+//! store can keep these as columns and the console aggregates every order of a window without
+//! reading events. [`order_kpi`] folds an event stream to the same values (tests compare the
+//! two). Exception aging is a snapshot of open holds, taken from the board.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::approval::ApprovalStatus;
-use crate::{Event, EventData, OrderState, apply};
+use crate::{Event, Order, OrderState, replay};
 
 /// What one order contributes to the KPIs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderKpi {
     pub warehouse: String,
     pub received_at: DateTime<Utc>,
+    /// When it was first released, and whether before the latest departure then in force.
     pub released_at: Option<DateTime<Utc>>,
-    /// The latest departure in force when the order was first released.
-    pub latest_departure: Option<DateTime<Utc>>,
+    pub released_on_time: bool,
     pub dispatched_at: Option<DateTime<Utc>>,
-    /// A person decided an approval step on it.
+    /// A person decided an approval step on it or overrode a hold.
     pub touched: bool,
     pub expedite_requested: f64,
     pub expedite_approved: f64,
 }
 
+impl OrderKpi {
+    /// Read off the projection.
+    pub fn of(o: &Order) -> OrderKpi {
+        let dispatched = matches!(o.state, OrderState::Dispatched | OrderState::Delivered)
+            || o.shipment.as_ref().is_some_and(|s| s.departed_at.is_some());
+        let dispatched_at = if dispatched {
+            o.shipment.as_ref().and_then(|s| s.departed_at.or(s.delivered_at)).or(Some(o.state_since))
+        } else {
+            None
+        };
+        let (mut requested, mut approved) = (0.0, 0.0);
+        // Only closed requests count: a pending one is neither spent nor avoided yet.
+        for a in
+            o.approvals.iter().filter(|a| a.draft.kind == "expedited_freight" && a.status != ApprovalStatus::Pending)
+        {
+            let amount = a.draft.amount.unwrap_or(0.0);
+            requested += amount;
+            if a.status == ApprovalStatus::Approved {
+                approved += amount;
+            }
+        }
+        OrderKpi {
+            warehouse: o.facts.warehouse.clone(),
+            received_at: o.created_at,
+            released_at: o.first_released_at,
+            released_on_time: o.released_on_time.unwrap_or(false),
+            dispatched_at,
+            touched: o.touched,
+            expedite_requested: requested,
+            expedite_approved: approved,
+        }
+    }
+}
+
 /// Folds one order's events (oldest first). `None` for an empty or inconsistent stream.
 pub fn order_kpi(events: &[Event]) -> Option<OrderKpi> {
-    let first = events.first()?;
-    let mut state = None;
-    let mut k = OrderKpi {
-        warehouse: String::new(),
-        received_at: first.at,
-        released_at: None,
-        latest_departure: None,
-        dispatched_at: None,
-        touched: false,
-        expedite_requested: 0.0,
-        expedite_approved: 0.0,
-    };
-    for ev in events {
-        let o = apply(state, ev).ok()?;
-        if k.released_at.is_none() && o.state == OrderState::Released {
-            k.released_at = Some(ev.at);
-            k.latest_departure = o.latest_departure;
-        }
-        if k.dispatched_at.is_none() && matches!(o.state, OrderState::Dispatched | OrderState::Delivered) {
-            k.dispatched_at = Some(o.shipment.as_ref().and_then(|s| s.departed_at).unwrap_or(ev.at));
-        }
-        if let EventData::ApprovalDecided { .. } = ev.data {
-            k.touched = true;
-        }
-        k.warehouse = o.facts.warehouse.clone();
-        state = Some(o);
-    }
-    let o = state?;
-    // Only closed requests count: a pending one is neither spent nor avoided yet.
-    for a in o.approvals.iter().filter(|a| a.draft.kind == "expedited_freight" && a.status != ApprovalStatus::Pending) {
-        let amount = a.draft.amount.unwrap_or(0.0);
-        k.expedite_requested += amount;
-        if a.status == ApprovalStatus::Approved {
-            k.expedite_approved += amount;
-        }
-    }
-    Some(k)
+    replay(events).ok().flatten().map(|o| OrderKpi::of(&o))
 }
 
 /// The KPIs of one warehouse on one day (orders by the day they were received, UTC).
@@ -91,9 +92,9 @@ pub struct KpiBucket {
 impl KpiBucket {
     fn add(&mut self, k: &OrderKpi) {
         self.received += 1;
-        if let Some(r) = k.released_at {
+        if k.released_at.is_some() {
             self.released += 1;
-            if k.latest_departure.is_none_or(|ld| r <= ld) {
+            if k.released_on_time {
                 self.released_on_time += 1;
             }
         }
@@ -160,6 +161,25 @@ pub struct Kpis {
     pub total: BTreeMap<String, KpiBucket>,
 }
 
+impl Kpis {
+    /// Counts one order (by the UTC day it was received). Call [`Kpis::finish`] after the last.
+    pub fn add(&mut self, k: &OrderKpi) {
+        self.daily.entry((k.warehouse.clone(), k.received_at.date_naive())).or_default().add(k);
+    }
+
+    /// Sorts the cycle times and sums the days into the per-warehouse totals.
+    pub fn finish(mut self) -> Kpis {
+        self.total.clear();
+        for ((w, _), b) in &self.daily {
+            self.total.entry(w.clone()).or_default().merge(b);
+        }
+        for b in self.daily.values_mut() {
+            b.cycle_secs.sort_unstable();
+        }
+        self
+    }
+}
+
 /// Groups events (by order, then version, as the store returns them) and folds them.
 pub fn kpis(events: &[Event]) -> Kpis {
     let mut out = Kpis::default();
@@ -168,17 +188,11 @@ pub fn kpis(events: &[Event]) -> Kpis {
         let id = &events[start].order_id;
         let end = events[start..].iter().position(|e| &e.order_id != id).map_or(events.len(), |n| start + n);
         if let Some(k) = order_kpi(&events[start..end]) {
-            out.daily.entry((k.warehouse.clone(), k.received_at.date_naive())).or_default().add(&k);
+            out.add(&k);
         }
         start = end;
     }
-    for ((w, _), b) in &out.daily {
-        out.total.entry(w.clone()).or_default().merge(b);
-    }
-    for b in out.daily.values_mut() {
-        b.cycle_secs.sort_unstable();
-    }
-    out
+    out.finish()
 }
 
 #[cfg(test)]
@@ -204,7 +218,7 @@ mod tests {
             warehouse: "AMS".into(),
             received_at: t0,
             released_at: Some(t0 + h),
-            latest_departure: Some(t0 + h * 2),
+            released_on_time: true,
             dispatched_at: Some(t0 + h * 3),
             touched: false,
             expedite_requested: 0.0,
@@ -213,6 +227,7 @@ mod tests {
         b.add(&base);
         b.add(&OrderKpi {
             released_at: Some(t0 + h * 5),
+            released_on_time: false,
             touched: true,
             dispatched_at: Some(t0 + h * 6),
             expedite_requested: 180.0,

@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod notify;
 pub mod order;
 pub mod outbound;
+pub mod overrides;
 pub mod priority;
 pub mod readiness;
 pub mod risk;

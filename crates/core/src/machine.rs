@@ -15,6 +15,7 @@ use crate::approval::{
 };
 use crate::event::{Event, EventData};
 use crate::order::{Order, OrderFacts, Shipment};
+use crate::overrides::{self, HoldOverride, OverrideError};
 use crate::readiness;
 use crate::tracking::{self, TrackingUpdate};
 use crate::validate::{FieldError, validate};
@@ -34,6 +35,12 @@ pub trait Evaluator: Send + Sync {
     /// The approval kind a hold reason is put up for, when the rules map it to one.
     fn approval_for_hold(&self, _reason: HoldReason) -> Option<String> {
         None
+    }
+
+    /// Whether a person with `override_holds` may override this hold reason (the policy's
+    /// `[exceptions]` catalogue; without a policy, [`overrides::default_overridable`]).
+    fn overridable(&self, reason: HoldReason) -> bool {
+        overrides::default_overridable(reason)
     }
 
     /// Routes an approval request (the policy's decision table). Without a policy: the five
@@ -155,6 +162,14 @@ pub enum Command {
         facts: Box<OrderFacts>,
         link: SplitLink,
     },
+    /// A person lifts overridable hold reasons of a held order. `roles` are the ones the
+    /// person holds now.
+    OverrideHolds {
+        reasons: Vec<HoldReason>,
+        note: String,
+        roles: Vec<Role>,
+        expected_version: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -171,6 +186,8 @@ pub enum DomainError {
     Corrupt(String),
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    #[error(transparent)]
+    Override(#[from] OverrideError),
 }
 
 /// Decides what happens. Returns no events when the command changes nothing (an upsert with
@@ -179,7 +196,8 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
     let expected = match &cmd {
         Command::Upsert { expected_version, .. }
         | Command::Cancel { expected_version, .. }
-        | Command::DecideApproval { expected_version, .. } => *expected_version,
+        | Command::DecideApproval { expected_version, .. }
+        | Command::OverrideHolds { expected_version, .. } => *expected_version,
         _ => None,
     };
     if let Some(expected) = expected {
@@ -258,7 +276,8 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
                 let e = evaluate(&o.facts, ctx)?;
                 let follow = after_evaluation(Some(o), &o.facts, &e, ctx);
                 // A changed priority is recorded too: the dispatch sequence depends on it.
-                let outcome = settled_state(OrderState::Received, &e.hold_reasons, &o.approvals);
+                let unlifted = overrides::not_overridden(&e.hold_reasons, &o.overrides);
+                let outcome = settled_state(OrderState::Received, &unlifted, &o.approvals);
                 if follow.is_empty()
                     && outcome == o.state
                     && e.hold_reasons == o.hold_reasons
@@ -386,7 +405,26 @@ pub fn decide(state: Option<&Order>, cmd: Command, ctx: &Ctx<'_>) -> Result<Vec<
             from => Err(DomainError::IllegalTransition { from, action: "raise an exception on" }),
         },
         (Some(o), Command::RecordTracking { update }) => decide_tracking(o, update),
+        (Some(o), Command::OverrideHolds { mut reasons, note, roles, .. }) => {
+            if o.state != OrderState::OnHold {
+                return Err(DomainError::IllegalTransition { from: o.state, action: "override a hold of" });
+            }
+            let holding = holding(o);
+            let role = overrides::check(&reasons, &note, &roles, &holding, &|r| ctx.rules.overridable(r))?;
+            let mut seen = Vec::with_capacity(reasons.len());
+            reasons.retain(|r| {
+                let first = !seen.contains(r);
+                seen.push(*r);
+                first
+            });
+            Ok(vec![EventData::HoldsOverridden { reasons, note, role, policy: ctx.rules.policy_id() }])
+        }
     }
+}
+
+/// The reasons holding the order now: failing, not waived by an approval, not overridden.
+pub fn holding(o: &Order) -> Vec<HoldReason> {
+    overrides::not_overridden(&approval::unwaived(&o.hold_reasons, &o.approvals), &o.overrides)
 }
 
 fn book(o: &Order, booked: EventData) -> Result<Vec<EventData>, DomainError> {
@@ -607,6 +645,11 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
                 split_from: None,
                 remainders: vec![],
                 booking_override: None,
+                overrides: vec![],
+                late_departure_risk: None,
+                first_released_at: None,
+                released_on_time: None,
+                touched: false,
             });
         }
         (None, d) => return Err(DomainError::Corrupt(format!("order {} starts with {}", ev.order_id, d.kind()))),
@@ -626,6 +669,10 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             o.checks = e.checks.clone();
             o.priority = e.priority;
             o.latest_departure = Some(e.inputs.latest_departure);
+            // An evaluation made without the model (an approval's split) keeps the last score.
+            if let Some(p) = e.scored.as_ref().map(|s| s.late_departure).or(e.risk.as_ref().map(|r| r.late_departure)) {
+                o.late_departure_risk = Some(p);
+            }
             settle(&mut o, e.outcome)
         }
         EventData::ApprovalRequested { request } => {
@@ -634,6 +681,7 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             settle(&mut o, current)
         }
         EventData::ApprovalDecided { approval_id, step, role, verdict, comment, .. } => {
+            o.touched = true;
             let a = request_mut(&mut o, approval_id)?;
             approval::record_decision(
                 a,
@@ -735,7 +783,23 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
             o.status_note = Some(reason.clone());
             OrderState::Exception
         }
+        EventData::HoldsOverridden { reasons, note, role, .. } => {
+            o.overrides.push(HoldOverride {
+                reasons: reasons.clone(),
+                note: note.clone(),
+                by: ev.actor.clone(),
+                role: *role,
+                at: ev.at,
+            });
+            o.touched = true;
+            let current = o.state;
+            settle(&mut o, current)
+        }
     };
+    if new_state == OrderState::Released && o.first_released_at.is_none() {
+        o.first_released_at = Some(ev.at);
+        o.released_on_time = Some(o.latest_departure.is_none_or(|ld| ev.at <= ld));
+    }
     if new_state != o.state {
         o.state_since = ev.at;
         o.state = new_state;
@@ -747,11 +811,12 @@ pub fn apply(state: Option<Order>, ev: &Event) -> Result<Order, DomainError> {
 
 /// The state after an evaluation or a change of requests; see [`settled_state`].
 fn settle(o: &mut Order, current: OrderState) -> OrderState {
+    let unlifted = overrides::not_overridden(&o.hold_reasons, &o.overrides);
     o.waived = o
         .hold_reasons
         .iter()
         .copied()
-        .filter(|r| approval::unwaived(std::slice::from_ref(r), &o.approvals).is_empty())
+        .filter(|r| !unlifted.contains(r) || approval::unwaived(std::slice::from_ref(r), &o.approvals).is_empty())
         .collect();
     if current == OrderState::Received {
         // Not evaluated yet: requests wait for the evaluation that follows.
@@ -761,7 +826,7 @@ fn settle(o: &mut Order, current: OrderState) -> OrderState {
             current
         };
     }
-    settled_state(current, &o.hold_reasons, &o.approvals)
+    settled_state(current, &unlifted, &o.approvals)
 }
 
 fn request_mut<'o>(o: &'o mut Order, id: &str) -> Result<&'o mut ApprovalRequest, DomainError> {
@@ -1113,6 +1178,106 @@ mod tests {
         assert_eq!(done.remainders[0].lines[0].qty, f.lines[0].qty - 1);
         let jobs = crate::effects::follow_ups(None, &done, &[], Default::default());
         assert!(jobs.iter().any(|j| j.kind == crate::effects::CREATE_REMAINDER));
+    }
+
+    fn override_cmd(reasons: &[HoldReason], roles: &[Role], expected_version: Option<u64>) -> Command {
+        Command::OverrideHolds {
+            reasons: reasons.to_vec(),
+            note: "customer collects at the dock tonight".into(),
+            roles: roles.to_vec(),
+            expected_version,
+        }
+    }
+
+    /// Released at `now()`, then re-evaluated a week later: held for the missed cut-off.
+    fn cutoff_held() -> Order {
+        let w = whs();
+        let o = released();
+        let later = Ctx::new(now() + chrono::Duration::days(7), &w);
+        let events = decide(Some(&o), Command::Reevaluate, &later).unwrap();
+        let mut s = Some(o);
+        for data in events {
+            let version = s.as_ref().map_or(1, |o| o.version + 1);
+            let ev =
+                Event { order_id: "ord_1".into(), version, at: now(), actor: "test".into(), request_id: None, data };
+            s = Some(apply(s, &ev).unwrap());
+        }
+        s.unwrap()
+    }
+
+    #[test]
+    fn a_supervisor_overrides_a_soft_hold_and_the_order_is_released() {
+        let held = cutoff_held();
+        assert_eq!((held.state, held.hold_reasons.clone()), (OrderState::OnHold, vec![HoldReason::CutoffMissed]));
+        assert!(!held.touched);
+        let cmd = override_cmd(&[HoldReason::CutoffMissed], &[Role::Supervisor], Some(held.version));
+        let done = run(Some(held.clone()), cmd).unwrap();
+        assert_eq!(done.state, OrderState::Released);
+        assert_eq!(done.version, held.version + 1);
+        assert_eq!(done.hold_reasons, vec![HoldReason::CutoffMissed], "the check still fails; it is lifted");
+        assert_eq!(done.waived, vec![HoldReason::CutoffMissed]);
+        assert_eq!(done.overrides[0].role, Role::Supervisor);
+        assert_eq!(done.overrides[0].by, "test");
+        assert!(done.touched, "an override is a human touch");
+        // The next evaluation sees the same failing check and keeps it lifted.
+        let w = whs();
+        let later = Ctx::new(now() + chrono::Duration::days(8), &w);
+        assert_eq!(decide(Some(&done), Command::Reevaluate, &later), Ok(vec![]));
+        let w = whs();
+        let ev = decide(
+            Some(&held),
+            override_cmd(&[HoldReason::CutoffMissed], &[Role::OpsManager], None),
+            &Ctx::new(now(), &w),
+        )
+        .unwrap();
+        assert!(crate::event::summary(&ev[0]).contains("cutoff_missed lifted; why: customer collects"));
+    }
+
+    #[test]
+    fn overrides_are_refused_for_hard_blocks_other_states_stale_versions_and_dispatchers() {
+        let held = cutoff_held();
+        let v = held.version;
+        assert_eq!(
+            run(Some(held.clone()), override_cmd(&[HoldReason::CutoffMissed], &[Role::Supervisor], Some(v - 1)))
+                .unwrap_err(),
+            DomainError::VersionConflict { expected: v - 1, current: v }
+        );
+        assert!(matches!(
+            run(Some(held.clone()), override_cmd(&[HoldReason::CutoffMissed], &[Role::Dispatcher], None)),
+            Err(DomainError::Override(OverrideError::Forbidden(_)))
+        ));
+        assert!(matches!(
+            run(Some(held), override_cmd(&[HoldReason::StockShort], &[Role::Supervisor], None)),
+            Err(DomainError::Override(OverrideError::NotOverridable(_)))
+        ));
+        let mut f = facts();
+        f.lines[0].qty_allocated = 0;
+        f.ship_to.postcode.clear();
+        let hard = run(None, upsert(f)).unwrap();
+        assert_eq!(hard.state, OrderState::OnHold);
+        assert!(hard.hold_reasons.contains(&HoldReason::AddressInvalid), "{:?}", hard.hold_reasons);
+        for r in hard.hold_reasons.clone() {
+            assert!(
+                matches!(
+                    run(Some(hard.clone()), override_cmd(&[r], &[Role::Admin], None)),
+                    Err(DomainError::Override(OverrideError::NotOverridable(_)))
+                ),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            run(Some(released()), override_cmd(&[HoldReason::CutoffMissed], &[Role::Supervisor], None)).unwrap_err(),
+            DomainError::IllegalTransition { from: OrderState::Released, action: "override a hold of" }
+        );
+    }
+
+    #[test]
+    fn the_first_release_and_whether_it_was_on_time_are_kept() {
+        let o = released();
+        assert_eq!(o.first_released_at, Some(now()));
+        assert_eq!(o.released_on_time, Some(true));
+        let held = cutoff_held();
+        assert_eq!(held.first_released_at, Some(now()), "a later hold does not change the first release");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::approval::{ApprovalRequest, BookingOverride, Remainder, SplitLink};
+use crate::overrides::HoldOverride;
 use crate::readiness::CheckResult;
 use crate::tracking::TrackingState;
 use crate::vocab::{CreditStatus, HoldReason, OrderState, PaymentStatus, ServiceLevel};
@@ -196,7 +197,7 @@ pub struct Order {
     /// Approval requests on this order, oldest first (see `approval`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRequest>,
-    /// Hold reasons that still fail but are lifted by an approved request.
+    /// Hold reasons that still fail but are lifted by an approved request or an override.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waived: Vec<HoldReason>,
     /// On a backorder remainder: the order and approval it was split from.
@@ -208,6 +209,23 @@ pub struct Order {
     /// The carrier or service an approval decided for the booking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_override: Option<BookingOverride>,
+    /// Holds people overrode (see `overrides`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<HoldOverride>,
+    /// The active model's late-departure probability at the last evaluation that recorded one
+    /// (0–1); absent when no model was active at any evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_departure_risk: Option<f64>,
+    /// When the order was first released (the on-time release KPI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_released_at: Option<DateTime<Utc>>,
+    /// Whether that first release was before the latest departure then in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_on_time: Option<bool>,
+    /// A person acted on the order: decided an approval step or overrode a hold (the
+    /// touchless KPI counts orders without).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub touched: bool,
 }
 
 /// The carrier booking of an order and its last known tracking status.

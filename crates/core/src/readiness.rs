@@ -91,6 +91,10 @@ pub struct Evaluation {
     /// decision (model version, probability, top factors). `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<crate::risk::RiskNote>,
+    /// The active risk model's score of the order, when a model is active (whether or not a
+    /// rule read it). The projection keeps it for the board's risk filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scored: Option<crate::risk::ModelScore>,
 }
 
 /// A policy rule that fired or failed, so "why" has an answer that names the rule.
@@ -169,6 +173,7 @@ pub fn evaluate(facts: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> Evalu
         rules: vec![],
         carrier: None,
         risk: None,
+        scored: None,
     }
 }
 

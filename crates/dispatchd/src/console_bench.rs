@@ -130,6 +130,10 @@ pub async fn run(args: Args, clock: Arc<dyn Clock>) -> Result<()> {
         ("order page".into(), ids.iter().map(|(id, _)| format!("/console/orders/{id}")).collect()),
         ("exceptions".into(), vec!["/console/exceptions".into()]),
         ("approvals inbox".into(), vec!["/console/approvals".into()]),
+        // Every order of the window, from the projection's KPI columns (migration 0100).
+        ("KPIs, 14 days".into(), vec!["/console/kpis".into()]),
+        ("KPIs, 90 days".into(), vec!["/console/kpis?days=90".into()]),
+        ("board, risk high".into(), vec!["/console/board?risk=high".into()]),
     ];
     let mut out = Vec::new();
     for (name, paths) in pages.drain(..) {

@@ -131,6 +131,8 @@ pub struct Policy {
     pub terms: Vec<Term>,
     pub carriers: CarrierMatrix,
     pub exceptions: BTreeMap<HoldReason, (String, String)>,
+    /// `[exceptions.<code>] overridable`, where the file sets it.
+    pub overridable: BTreeMap<HoldReason, bool>,
     /// Thresholds of the scheduled monitors.
     pub monitors: dispatch_core::monitor::Thresholds,
     /// Approval kinds, mapped holds and the routing decision table.
@@ -344,10 +346,14 @@ impl Policy {
 
         // The reason-code catalogue first: rules are checked against it.
         let mut exceptions = BTreeMap::new();
+        let mut overridable = BTreeMap::new();
         for (code, def) in &parsed.exceptions {
             match HoldReason::from_code(code.get_ref()) {
                 Some(r) => {
                     exceptions.insert(r, (def.title.clone(), def.text.clone()));
+                    if let Some(o) = def.overridable {
+                        overridable.insert(r, o);
+                    }
                 }
                 None => c.err(code.span().start, "unknown_reason", unknown_reason(code.get_ref())),
             }
@@ -650,6 +656,7 @@ impl Policy {
                 lanes,
             },
             exceptions,
+            overridable,
             monitors: parsed.monitors,
             advice: parsed.advice,
             approvals,
@@ -1006,6 +1013,7 @@ impl Policy {
             rules: hits,
             carrier: Some(carrier),
             risk: risk_note,
+            scored: None,
         }
     }
 
@@ -1017,6 +1025,12 @@ impl Policy {
     /// The carriers the booking worker may try for an order; `None` when no lane takes it.
     pub fn booking_route(&self, facts: &OrderFacts, wh: &Warehouse) -> Option<BookingRoute> {
         booking_route(&self.carriers, facts, wh)
+    }
+
+    /// Whether a person with `override_holds` may lift this hold: the catalogue's
+    /// `overridable`, else the built-in default (soft holds yes, hard blocks no).
+    pub fn overridable(&self, r: HoldReason) -> bool {
+        self.overridable.get(&r).copied().unwrap_or_else(|| dispatch_core::overrides::default_overridable(r))
     }
 
     /// Human title and text of a reason code from the catalogue.
@@ -1036,6 +1050,10 @@ impl Evaluator for Policy {
 
     fn approval_for_hold(&self, reason: HoldReason) -> Option<String> {
         self.approval_kind_for(reason).map(str::to_string)
+    }
+
+    fn overridable(&self, reason: HoldReason) -> bool {
+        Policy::overridable(self, reason)
     }
 
     fn route_approval(

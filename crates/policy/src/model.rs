@@ -328,4 +328,8 @@ pub struct LaneDef {
 pub struct ExceptionDef {
     pub title: String,
     pub text: String,
+    /// Whether a person with `override_holds` may lift this hold without an approval; absent:
+    /// `dispatch_core::overrides::default_overridable` (soft holds yes, hard blocks no).
+    #[serde(default)]
+    pub overridable: Option<bool>,
 }

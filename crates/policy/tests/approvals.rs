@@ -212,3 +212,27 @@ fn durations() {
     assert_eq!(parse_minutes("0h"), None);
     assert_eq!(parse_minutes("soon"), None);
 }
+
+/// `[exceptions.<code>] overridable`: the catalogue says which holds a supervisor may override;
+/// without it soft holds are overridable and hard blocks are not.
+#[test]
+fn the_exception_catalogue_says_which_holds_may_be_overridden() {
+    let default = Policy::compile(DEFAULT_POLICY, "default.toml", None).unwrap();
+    for r in dispatch_core::HoldReason::ALL {
+        assert_eq!(default.overridable(*r), dispatch_core::overrides::default_overridable(*r), "{r}");
+    }
+    assert!(default.overridable(dispatch_core::HoldReason::CutoffMissed));
+    assert!(!default.overridable(dispatch_core::HoldReason::AddressInvalid));
+    assert!(!default.overridable(dispatch_core::HoldReason::DocsMissing));
+    let changed = DEFAULT_POLICY
+        .replace("[exceptions.cutoff_missed]\n", "[exceptions.cutoff_missed]\noverridable = false\n")
+        .replace("[exceptions.payment_pending]\n", "[exceptions.payment_pending]\noverridable = true\n");
+    let p = Policy::compile(&changed, "changed.toml", None).unwrap();
+    assert!(!p.overridable(dispatch_core::HoldReason::CutoffMissed));
+    assert!(p.overridable(dispatch_core::HoldReason::PaymentPending));
+    assert!(p.overridable(dispatch_core::HoldReason::CarrierUnavailable), "unset keeps the default");
+    // A typo is an error, not a silently ignored setting.
+    let typo =
+        DEFAULT_POLICY.replace("[exceptions.cutoff_missed]\n", "[exceptions.cutoff_missed]\noverrideable = true\n");
+    assert!(Policy::compile(&typo, "typo.toml", None).is_err());
+}

@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::console;
 use crate::routes::{
-    advice, approvals, audit, dead_letters, insights, odoo, orders, policy, schedules, system, webhook_endpoints,
-    webhooks,
+    advice, approvals, audit, dead_letters, insights, odoo, orders, overrides, policy, schedules, system,
+    webhook_endpoints, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -16,6 +16,7 @@ use crate::routes::{
     paths(
         system::healthz, system::readyz, system::metrics, system::openapi, system::warehouses,
         orders::upsert, orders::list, orders::get_one, orders::timeline, orders::cancel,
+        overrides::override_holds,
         schedules::list, schedules::runs,
         policy::get_policy, policy::put_policy, policy::replay,
         dead_letters::list, dead_letters::retry, webhooks::carrier, odoo::receive,
@@ -26,7 +27,7 @@ use crate::routes::{
         webhook_endpoints::rotate_secret, webhook_endpoints::enable,
         approvals::request, approvals::list, approvals::get_one, approvals::decide,
         console::assets::css, console::assets::js, console::board::page_handler, console::board::fragment,
-        console::order::page_handler, console::exceptions::page_handler, console::exceptions::request,
+        console::order::page_handler, console::exceptions::page_handler, console::exceptions::request, console::exceptions::override_form,
         console::approvals::inbox_page, console::approvals::decide, console::integrations::page_handler,
         console::integrations::retry, console::kpis::page_handler, console::insights::page_handler,
         console::policy::page_handler, console::policy::replay,
@@ -35,6 +36,7 @@ use crate::routes::{
         dispatch_core::OrderFacts, dispatch_core::Order, dispatch_core::Event, dispatch_core::EventData,
         dispatch_core::Warehouse, dispatch_core::FieldError, crate::problem::Problem,
         orders::OrderList, orders::Timeline, orders::TimelineEntry, orders::NotificationView, orders::CancelRequest,
+        overrides::OverrideRequest, dispatch_core::overrides::HoldOverride,
         schedules::ScheduleList, schedules::ScheduleView, schedules::RunList, schedules::RunView,
         orders::OrderView, orders::Explanation, orders::ReasonExplained,
         policy::PolicyInfo, policy::PolicyChange, policy::PolicySource, policy::ReasonText,

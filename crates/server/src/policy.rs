@@ -84,6 +84,10 @@ impl Evaluator for Active {
         self.0.approval_kind_for(reason).map(str::to_string)
     }
 
+    fn overridable(&self, reason: dispatch_core::HoldReason) -> bool {
+        self.0.overridable(reason)
+    }
+
     fn route_approval(
         &self,
         draft: &dispatch_core::approval::ApprovalDraft,
@@ -105,17 +109,44 @@ pub struct Scored {
 
 impl Scored {
     pub fn new(app: &AppState, policy: Arc<Policy>) -> Scored {
-        // The model is asked only when the policy reads `risk`.
-        let risk = if policy.reads_risk() { app.intel.scorer() } else { None };
-        Scored { active: Active(policy), risk }
+        // Bound whenever a model is active: the policy asks it only when a rule reads `risk`,
+        // the score is recorded either way (the board filters by it).
+        Scored { active: Active(policy), risk: app.intel.scorer() }
     }
+}
+
+/// The model's score of an evaluated order: the one the decision read, else one asked now
+/// with the carrier and latest departure the evaluation derived (the same query the policy
+/// makes, so the numbers agree).
+fn model_score(
+    scorer: &crate::intel::Scorer,
+    facts: &OrderFacts,
+    warehouse: &Warehouse,
+    now: DateTime<Utc>,
+    e: &Evaluation,
+) -> Option<dispatch_core::risk::ModelScore> {
+    use dispatch_policy::RiskSource;
+    if let Some(r) = &e.risk {
+        return Some(dispatch_core::risk::ModelScore {
+            model_version: r.model_version.clone(),
+            late_departure: r.late_departure,
+        });
+    }
+    let carrier = e.carrier.as_ref().and_then(|c| c.carrier.as_deref()).or(facts.carrier_preference.as_deref());
+    let q = dispatch_policy::RiskQuery { facts, warehouse, now, carrier, latest_departure: e.inputs.latest_departure };
+    scorer
+        .score(&q)
+        .map(|s| dispatch_core::risk::ModelScore { model_version: s.model_version, late_departure: s.late_departure })
 }
 
 impl Evaluator for Scored {
     fn evaluate(&self, facts: &OrderFacts, warehouse: &Warehouse, now: DateTime<Utc>) -> Evaluation {
         let source = self.risk.as_deref().map(|s| s as &dyn dispatch_policy::RiskSource);
-        let e = self.active.0.evaluate_scored(facts, warehouse, now, source);
+        let mut e = self.active.0.evaluate_scored(facts, warehouse, now, source);
         log_errors(&self.active.0, facts, &e);
+        if let Some(scorer) = self.risk.as_deref() {
+            e.scored = model_score(scorer, facts, warehouse, now, &e);
+        }
         if let Some(r) = &e.risk {
             metrics::counter!("dispatchd_risk_influenced_decisions_total").increment(1);
             tracing::debug!(order = %facts.external_id, model = %r.model_version, p = r.late_departure, "risk influenced a decision");
@@ -129,6 +160,10 @@ impl Evaluator for Scored {
 
     fn approval_for_hold(&self, reason: dispatch_core::HoldReason) -> Option<String> {
         self.active.approval_for_hold(reason)
+    }
+
+    fn overridable(&self, reason: dispatch_core::HoldReason) -> bool {
+        self.active.overridable(reason)
     }
 
     fn route_approval(

@@ -111,6 +111,24 @@ impl From<DomainError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "illegal-transition", "Not possible in this state", e.to_string())
             }
             DomainError::Approval(a) => a.into(),
+            DomainError::Override(o) => {
+                use dispatch_core::overrides::OverrideError as O;
+                match o {
+                    O::Invalid(errors) => Problem::validation(errors),
+                    O::Forbidden(detail) => Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "override-not-allowed",
+                        "You may not override holds",
+                        detail,
+                    ),
+                    O::NotOverridable(detail) => Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "not-overridable",
+                        "This hold cannot be overridden",
+                        detail,
+                    ),
+                }
+            }
             DomainError::Corrupt(msg) => {
                 tracing::error!(%msg, "corrupt event stream");
                 Problem::internal()

@@ -384,3 +384,103 @@ async fn kpis_insights_and_policy_pages_render_with_their_numbers() {
     let (_, html) = d.get("/console/policy").await;
     assert!(!html.contains("/console/policy/replay"));
 }
+
+#[tokio::test]
+async fn a_supervisor_overrides_a_soft_hold_from_the_exceptions_page_and_a_dispatcher_cannot() {
+    let app = TestApp::spawn().await;
+    let id = held_after_cutoff(&app, "C/OVR").await;
+    let mut hard = order("C/ADDR");
+    hard["ship_to"]["postcode"] = json!("");
+    let hard_id = app.create(&hard).await["id"].as_str().unwrap().to_string();
+    let path = format!("/console/orders/{id}/override");
+
+    // A dispatcher may request an approval but sees no override form, and the form is refused.
+    let disp = sign_in(&app, "disp", &[Role::Dispatcher]).await;
+    let (_, html) = disp.get("/console/exceptions").await;
+    assert!(html.contains("C/OVR") && html.contains("approval-requests"), "{html}");
+    assert!(!html.contains("/override\""), "no override form for a dispatcher: {html}");
+    let fields = [("reason", "cutoff_missed"), ("note", "customer collects tonight")];
+    assert_eq!(disp.post(&path, &fields, true).await.status(), 403);
+
+    // A supervisor sees it for the soft hold only, not for the invalid address.
+    let sup = sign_in(&app, "sup", &[Role::Supervisor]).await;
+    let (_, html) = sup.get("/console/exceptions").await;
+    assert!(html.contains(&format!("action=\"{path}\"")), "{html}");
+    assert!(!html.contains(&format!("/console/orders/{hard_id}/override")), "hard block: no override form");
+    // Without the session's token: refused; without a note: the API's 422, named.
+    assert_eq!(sup.post(&path, &fields, false).await.status(), 403);
+    let r = sup.post(&path, &[("reason", "cutoff_missed")], true).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("note"));
+    // The hard block by hand: 422 naming it, nothing written.
+    let r = sup
+        .post(&format!("/console/orders/{hard_id}/override"), &[("reason", "address_invalid"), ("note", "x")], true)
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("address_invalid"));
+    // A stale version from the page: 409.
+    let r = sup.post(&path, &[("reason", "cutoff_missed"), ("note", "x"), ("version", "1")], true).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(app.get_json(&format!("/api/v1/orders/{id}")).await["state"], "on_hold", "nothing written");
+
+    let version = app.get_json(&format!("/api/v1/orders/{id}")).await["version"].to_string();
+    let r = sup
+        .post(&path, &[("reason", "cutoff_missed"), ("note", "customer collects tonight"), ("version", &version)], true)
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let (_, html) = sup.get(r.headers()["location"].to_str().unwrap()).await;
+    assert!(html.contains("hold of C/OVR overridden; it is released"), "{html}");
+    assert!(!html.contains(&format!("id=\"{id}\"")), "the order left the exceptions list");
+    // The order page and its timeline say who and why.
+    let (_, html) = sup.get(&format!("/console/orders/{id}")).await;
+    assert!(html.contains("Hold overridden by <strong>user:sup</strong> as supervisor"), "{html}");
+    assert!(html.contains("order.overridden") && html.contains("why: customer collects tonight"), "{html}");
+}
+
+#[tokio::test]
+async fn the_kpis_count_every_order_of_the_window_and_an_override_is_a_touch() {
+    let app = TestApp::spawn().await;
+    let id = held_after_cutoff(&app, "K/OVR").await;
+    let r = app
+        .post(
+            &format!("/api/v1/orders/{id}/override"),
+            &json!({"reasons": ["cutoff_missed"], "note": "agreed"}),
+            app.token(Role::Supervisor),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let o = app.store.order(&id).await.unwrap().unwrap();
+    // Booked and departed as the workers would record it.
+    for cmd in [
+        dispatch_core::Command::RecordBooking { carrier: "dhl".into(), tracking_number: "T-1".into(), service: None },
+        dispatch_core::Command::RecordDeparture { at: app.clock.now() },
+    ] {
+        let w = dispatch_store::OrderWrite {
+            target: dispatch_store::Target::Id(o.id.clone()),
+            meta: dispatch_store::WriteMeta {
+                actor: "worker".into(),
+                roles: vec![],
+                request_id: None,
+                at: app.clock.now(),
+            },
+            idempotency: None,
+            decide: dispatch_store::decision(
+                cmd,
+                app.clock.now(),
+                app.state.warehouses.clone(),
+                std::sync::Arc::new(dispatch_core::BuiltinRules),
+            ),
+        };
+        app.store.execute(w).await.unwrap();
+    }
+    // More orders than the old 20,000-newest limit would matter for are counted by the store
+    // test; here: every order of the window is on the page, the override counts as a touch.
+    for i in 0..30 {
+        app.create(&order(&format!("K/{i}"))).await;
+    }
+    let ops = sign_in(&app, "ops", &[Role::OpsManager]).await;
+    let (status, html) = ops.get("/console/kpis?days=7").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("All 31 orders received"), "{html}");
+    assert!(html.contains("0 of 1 dispatched touchless (0%)"), "{html}");
+}

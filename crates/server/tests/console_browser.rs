@@ -96,6 +96,7 @@ async fn console_scenarios_in_headless_chromium() {
     let (fin_id, _) = credit_hold_request(&app, "E2E/FIN").await;
     let exp_id = held_after_cutoff(&app, "E2E/EXP").await;
     request_expedite(&app, &exp_id).await;
+    let ovr_id = held_after_cutoff(&app, "E2E/OVR").await;
 
     let mut child = tokio::process::Command::new(node)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console_e2e.js"))
@@ -108,6 +109,7 @@ async fn console_scenarios_in_headless_chromium() {
         .env("FINANCE", json!({"order_id": fin_id, "external_id": "E2E/FIN"}).to_string())
         .env("DEAD", json!({"job_id": jobs[0].id, "order_id": dl_order["id"]}).to_string())
         .env("LATE_ORDER", "E2E/LATE")
+        .env("OVERRIDE", json!({"order_id": ovr_id, "external_id": "E2E/OVR"}).to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -128,7 +130,7 @@ async fn console_scenarios_in_headless_chromium() {
     let status =
         tokio::time::timeout(std::time::Duration::from_secs(300), run).await.expect("browser scenarios finish");
     assert!(status.success(), "browser scenarios failed:\n{}", out.join("\n"));
-    assert_eq!(out.iter().filter(|l| l.starts_with("PASS ")).count(), 4, "{out:?}");
+    assert_eq!(out.iter().filter(|l| l.starts_with("PASS ")).count(), 6, "{out:?}");
 
     // What the browser did is what the server recorded.
     let o = app.get_json(&format!("/api/v1/orders/{exp_id}")).await;
@@ -137,7 +139,18 @@ async fn console_scenarios_in_headless_chromium() {
     assert!(dl["items"].as_array().unwrap().is_empty(), "{dl}");
     let fin = app.get_json(&format!("/api/v1/orders/{fin_id}")).await;
     assert_eq!(fin["state"], "awaiting_approval", "the dispatcher changed nothing");
-    for name in ["1-inbox", "1-order-timeline", "2-dispatcher-inbox", "3-integrations-after", "4-board-refreshed"] {
+    let ovr = app.get_json(&format!("/api/v1/orders/{ovr_id}")).await;
+    assert_eq!(ovr["state"], "released", "{ovr}");
+    assert_eq!(ovr["overrides"][0]["by"], "user:sup2");
+    for name in [
+        "1-inbox",
+        "1-order-timeline",
+        "2-dispatcher-inbox",
+        "3-integrations-after",
+        "4-board-refreshed",
+        "5-dispatcher-exceptions",
+        "6-override-timeline",
+    ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "screenshot {name}");
     }
 }

@@ -12,6 +12,7 @@ const expedite = JSON.parse(process.env.EXPEDITE); // {order_id, external_id}
 const finance = JSON.parse(process.env.FINANCE); // {order_id, external_id}
 const dead = JSON.parse(process.env.DEAD); // {job_id, order_id}
 const late = process.env.LATE_ORDER; // external id created while the board is open
+const held = JSON.parse(process.env.OVERRIDE); // {order_id, external_id}: held for a missed cut-off
 
 function expect(cond, msg) {
   if (!cond) throw new Error("expectation failed: " + msg);
@@ -37,7 +38,7 @@ async function supervisorApprovesExpeditedFreight(browser) {
   await shot(page, "1-board-supervisor");
   await page.getByRole("link", { name: "Exceptions" }).click();
   await page.waitForURL(base + "/console/exceptions");
-  expect((await page.locator("table.exceptions").innerText()).includes(expedite.external_id), "order listed in exceptions");
+  expect((await page.locator("main").innerText()).includes(expedite.external_id), "order listed in exceptions");
   await shot(page, "1-exceptions-before");
   await page.getByRole("link", { name: "Approvals" }).click();
   const card = page.locator("article.approval[data-kind=expedited_freight]");
@@ -117,6 +118,50 @@ async function boardRefreshesItself(browser) {
   await context.close();
 }
 
+async function dispatcherSeesNoOverrideButton(browser) {
+  const { context, page } = await signIn(browser, "disp");
+  await page.getByRole("link", { name: "Exceptions" }).click();
+  await page.waitForURL(base + "/console/exceptions");
+  const row = page.locator(`tr[data-order="${held.external_id}"]`);
+  await row.waitFor();
+  expect((await row.getByText("Request approval").count()) === 1, "a dispatcher may request an approval");
+  expect((await row.getByText("Override", { exact: true }).count()) === 0, "no Override for a dispatcher");
+  expect((await page.getByRole("button", { name: "Override hold" }).count()) === 0, "no Override hold button anywhere");
+  await shot(page, "5-dispatcher-exceptions");
+  await context.close();
+}
+
+async function supervisorOverridesSoftHold(browser) {
+  const { context, page } = await signIn(browser, "sup2");
+  await page.getByRole("link", { name: "Exceptions" }).click();
+  await page.waitForURL(base + "/console/exceptions");
+  const row = page.locator(`tr[data-order="${held.external_id}"]`);
+  await row.waitFor();
+  await row.getByText("Override", { exact: true }).click();
+  expect(await row.getByLabel("cutoff_missed").isChecked(), "the held reason is offered, checked");
+  await row.getByLabel("Why").fill("Customer collects at the dock tonight");
+  await shot(page, "6-override-form");
+  await Promise.all([
+    page.waitForURL((u) => u.toString().startsWith(base + "/console/exceptions?done=")),
+    row.getByRole("button", { name: "Override hold" }).click(),
+  ]);
+  expect((await page.getByRole("status").innerText()).includes("overridden; it is released"), "confirmation shown");
+  // The confirmation names the order; the lists must not.
+  expect((await page.locator(`tr[data-order="${held.external_id}"]`).count()) === 0, "order left the exceptions");
+  expect(!(await page.locator("table.exceptions").allInnerTexts()).join("\n").includes(held.external_id), "in no list");
+  await shot(page, "6-exceptions-after-override");
+  await page.goto(base + "/console/orders/" + held.order_id);
+  const timeline = await page.locator("ol.timeline").innerText();
+  expect(
+    timeline.includes("order.overridden") && timeline.includes("user:sup2") && timeline.includes("Customer collects"),
+    "timeline shows who and why: " + timeline,
+  );
+  expect((await page.locator("p.summary").innerText()).includes("released"), "order released");
+  await page.locator("ol.timeline li[data-kind='order.overridden']").scrollIntoViewIfNeeded();
+  await shot(page, "6-override-timeline");
+  await context.close();
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM,
@@ -127,6 +172,8 @@ async function boardRefreshesItself(browser) {
     ["dispatcher sees no approve button for a finance-only request", dispatcherSeesNoApproveButtonForFinanceOnly],
     ["retry a dead letter from the integrations page", retryDeadLetter],
     ["the board refreshes itself", boardRefreshesItself],
+    ["a dispatcher sees no override button", dispatcherSeesNoOverrideButton],
+    ["a supervisor overrides a soft hold", supervisorOverridesSoftHold],
   ];
   let failed = 0;
   for (const [name, run] of scenarios) {

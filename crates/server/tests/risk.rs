@@ -4,6 +4,7 @@
 //! advice routes answer and refuse precisely.
 
 mod common;
+mod console_support;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{TestApp, order, problem};
@@ -306,5 +307,41 @@ async fn sequence_advice_orders_the_released_queue_by_risk_and_cutoff() {
     // An empty queue is an empty sequence, not an error.
     let a = app.get_json("/api/v1/warehouses/MAN/advice/sequence").await;
     assert_eq!(a["sequence"], json!([]));
+    app.stop().await;
+}
+
+/// With a model active every decision records the model's score, whether or not a rule reads
+/// it (the default policy reads none); the projection keeps it and the board filters by its
+/// band and shows it as a badge.
+#[tokio::test]
+async fn the_board_filters_by_the_risk_the_decision_recorded() {
+    let app = TestApp::spawn().await;
+    let before = app.create(&order("BEFORE-1")).await;
+    assert!(before.get("late_departure_risk").is_none(), "no model, no score: {before}");
+    promote_a_model(&app).await;
+    // The risk route refreshes the server's model (as the sweep does) and says what it scores.
+    let r = app.get_json(&format!("/api/v1/orders/{}/risk", before["id"].as_str().unwrap())).await;
+    let p = r["risk"]["late_departure"].as_f64().unwrap();
+    let scored = app.create(&order("SCORED-1")).await;
+    let stored = scored["late_departure_risk"].as_f64().expect("scored on the write path");
+    assert!((stored - p).abs() < 1e-9, "same facts, same score: {stored} vs {p}");
+    let tl = app.get_json(&format!("/api/v1/orders/{}/timeline", scored["id"].as_str().unwrap())).await;
+    let ev = last_evaluated(&tl);
+    assert!(ev.get("risk").is_none(), "the model did not change the decision: {ev}");
+    assert!((ev["scored"]["late_departure"].as_f64().unwrap() - p).abs() < 1e-9, "{ev}");
+
+    let band = dispatch_core::risk::RiskBand::of(p).code();
+    let other = if band == "high" { "low" } else { "high" };
+    let disp = console_support::sign_in(&app, "disp", &[Role::Dispatcher]).await;
+    let (status, html) = disp.get(&format!("/console?risk={band}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("SCORED-1") && !html.contains("BEFORE-1"), "only scored orders in a band: {html}");
+    assert!(html.contains(&format!("data-risk=\"{band}\"")), "the badge: {html}");
+    assert!(html.contains(&format!("<option value=\"{band}\" selected>")), "the filter keeps its value");
+    let (_, html) = disp.get(&format!("/console/board?risk={other}")).await;
+    assert!(!html.contains("SCORED-1"), "{html}");
+    let (status, html) = disp.get("/console?risk=extreme").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("unknown risk band `extreme`"), "{html}");
     app.stop().await;
 }

@@ -160,6 +160,9 @@ pub struct OrderQuery {
     pub carrier: Option<String>,
     /// Exact order id, order number (`external_id`) or customer id.
     pub search: Option<String>,
+    /// Console board: orders whose late-departure risk (the model's, at their last
+    /// evaluation) is in this band; unscored orders are in none.
+    pub risk: Option<dispatch_core::risk::RiskBand>,
     pub sort: OrderSort,
     pub limit: u32,
 }
@@ -402,9 +405,9 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// Counts per warehouse and state with their aging (`aged`: in the state since before
     /// `aged_before`), from the projection's `orders_board` index.
     async fn board(&self, aged_before: DateTime<Utc>) -> Result<Vec<BoardCell>, StoreError>;
-    /// Every event of the (at most `max_orders`) newest orders created at or after `from`,
-    /// by order then version: the input of the console's KPIs.
-    async fn events_of_orders_since(&self, from: DateTime<Utc>, max_orders: u32) -> Result<Vec<Event>, StoreError>;
+    /// The KPIs of every order received at or after `from` (per warehouse and UTC day), from
+    /// the projection's KPI columns (migration 0100), not from events.
+    async fn kpis_since(&self, from: DateTime<Utc>) -> Result<dispatch_core::kpi::Kpis, StoreError>;
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
     async fn token_by_prefix(&self, prefix: &str) -> Result<Option<TokenRecord>, StoreError>;

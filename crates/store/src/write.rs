@@ -135,13 +135,42 @@ impl Queues {
 /// each backend in this column order).
 pub(crate) const ORDERS_INSERT: &str = "INSERT INTO orders (id, source, external_id, version, state, warehouse, \
      priority, hold_reasons, customer_id, channel, service_level, latest_departure, created_at, updated_at, \
-     state_since, doc, route_key) ";
+     state_since, doc, route_key, late_departure_risk, released_at, released_on_time, dispatched_at, touched, \
+     expedite_requested, expedite_approved) ";
 pub(crate) const ORDERS_ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
      state = excluded.state, warehouse = excluded.warehouse, priority = excluded.priority, \
      hold_reasons = excluded.hold_reasons, customer_id = excluded.customer_id, channel = excluded.channel, \
      service_level = excluded.service_level, latest_departure = excluded.latest_departure, \
      updated_at = excluded.updated_at, state_since = excluded.state_since, doc = excluded.doc, \
-     route_key = excluded.route_key";
+     route_key = excluded.route_key, late_departure_risk = excluded.late_departure_risk, \
+     released_at = excluded.released_at, released_on_time = excluded.released_on_time, \
+     dispatched_at = excluded.dispatched_at, touched = excluded.touched, \
+     expedite_requested = excluded.expedite_requested, expedite_approved = excluded.expedite_approved";
+
+/// The projection's console columns (migration 0100), bound after `route_key` in this order:
+/// the model's risk for the board's filter, and what the order contributes to the KPIs.
+pub(crate) struct ConsoleColumns {
+    pub risk: Option<f64>,
+    pub released_at: Option<i64>,
+    pub released_on_time: bool,
+    pub dispatched_at: Option<i64>,
+    pub touched: bool,
+    pub expedite_requested: f64,
+    pub expedite_approved: f64,
+}
+
+pub(crate) fn console_columns(o: &Order) -> ConsoleColumns {
+    let k = dispatch_core::kpi::OrderKpi::of(o);
+    ConsoleColumns {
+        risk: o.late_departure_risk,
+        released_at: k.released_at.map(crate::time::to_micros),
+        released_on_time: k.released_on_time,
+        dispatched_at: k.dispatched_at.map(crate::time::to_micros),
+        touched: k.touched,
+        expedite_requested: k.expedite_requested,
+        expedite_approved: k.expedite_approved,
+    }
+}
 
 /// A batch that holds the writer this long is logged: every write queued behind it waited.
 const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(250);

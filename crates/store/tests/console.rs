@@ -1,5 +1,5 @@
 //! The console's reads (SQLite, or PostgreSQL when TEST_POSTGRES_URL is set): board counts
-//! with aging, the board's filters and search in `list_orders`, and the KPI event read.
+//! with aging, the board's filters and search in `list_orders`, the risk bands, and the KPIs from the projection.
 
 use std::sync::Arc;
 
@@ -107,25 +107,127 @@ async fn list_orders_filters_by_service_level_channel_carrier_and_searches_by_id
     assert_eq!(ext(q).await, ["A/1", "D/1"]);
 }
 
+async fn run(store: &Arc<dyn Store>, id: &str, cmd: Command, at: DateTime<Utc>) -> dispatch_core::Order {
+    let w = OrderWrite {
+        target: Target::Id(id.to_string()),
+        meta: WriteMeta { actor: "user:sam".into(), roles: vec![], request_id: None, at },
+        idempotency: None,
+        decide: dispatch_store::decision(cmd, at, warehouses(), Arc::new(dispatch_core::BuiltinRules)),
+    };
+    store.execute(w).await.unwrap().order
+}
+
+/// The KPI columns the writer keeps are what folding each order's events gives, and
+/// `kpis_since` counts every order received in the window from them.
 #[tokio::test]
-async fn kpi_events_are_those_of_the_newest_orders_created_since_grouped_by_order() {
+async fn kpis_come_from_the_projection_and_agree_with_the_event_fold() {
     let (_dir, store, ids) = seeded().await;
-    let all = store.events_of_orders_since(t0(), 100).await.unwrap();
-    let orders: std::collections::BTreeSet<&str> = all.iter().map(|e| e.order_id.as_str()).collect();
-    assert_eq!(orders.len(), 4);
-    // Grouped by order, each order's events in version order.
-    for w in all.windows(2) {
-        assert!(w[0].order_id < w[1].order_id || (w[0].order_id == w[1].order_id && w[0].version + 1 == w[1].version));
+    // A/1 is booked and departs; A/2 is held for the missed cut-off, a supervisor overrides
+    // it, then it is booked and departs too: touched.
+    let later = t0() + Duration::days(4);
+    run(
+        &store,
+        &ids[0],
+        Command::RecordBooking { carrier: "dhl".into(), tracking_number: "T1".into(), service: None },
+        t0() + Duration::hours(1),
+    )
+    .await;
+    run(&store, &ids[0], Command::RecordDeparture { at: t0() + Duration::hours(5) }, t0() + Duration::hours(5)).await;
+    let held = run(&store, &ids[1], Command::Reevaluate, later).await;
+    assert_eq!(held.hold_reasons, vec![dispatch_core::HoldReason::CutoffMissed]);
+    let over = Command::OverrideHolds {
+        reasons: vec![dispatch_core::HoldReason::CutoffMissed],
+        note: "customer accepts a late delivery".into(),
+        roles: vec![dispatch_core::Role::Supervisor],
+        expected_version: Some(held.version),
+    };
+    assert_eq!(run(&store, &ids[1], over, later).await.state, OrderState::Released);
+    run(
+        &store,
+        &ids[1],
+        Command::RecordBooking { carrier: "ups".into(), tracking_number: "T2".into(), service: None },
+        later,
+    )
+    .await;
+    run(&store, &ids[1], Command::RecordDeparture { at: later + Duration::hours(1) }, later + Duration::hours(1)).await;
+
+    let mut events = Vec::new();
+    for id in &ids {
+        events.extend(store.events(id).await.unwrap());
     }
-    let since = store.events_of_orders_since(t0() + Duration::minutes(90), 100).await.unwrap();
-    let orders: std::collections::BTreeSet<&str> = since.iter().map(|e| e.order_id.as_str()).collect();
-    assert_eq!(orders, [ids[2].as_str(), ids[3].as_str()].into_iter().collect());
-    // At most the newest `max_orders`.
-    let newest = store.events_of_orders_since(t0(), 1).await.unwrap();
-    assert!(newest.iter().all(|e| e.order_id == ids[3]), "{newest:?}");
-    // The KPI fold over them: one AMS release on time per released order.
-    let k = dispatch_core::kpi::kpis(&all);
-    assert_eq!(k.total["AMS"].received, 3);
-    assert_eq!(k.total["AMS"].released, 2);
-    assert_eq!(k.total["DUS"].on_time_rate(), Some(1.0));
+    let folded = dispatch_core::kpi::kpis(&events);
+    let stored = store.kpis_since(t0()).await.unwrap();
+    assert_eq!(stored, folded);
+    let ams = &stored.total["AMS"];
+    assert_eq!((ams.received, ams.released, ams.dispatched), (3, 2, 2));
+    assert_eq!((ams.dispatched_touchless, ams.touchless_rate()), (1, Some(0.5)), "the override is a touch");
+    assert_eq!(ams.cycle_percentile(0.5), Some(5 * 3600));
+    assert_eq!(stored.total["DUS"].on_time_rate(), Some(1.0));
+    // Only orders received in the window.
+    let since = store.kpis_since(t0() + Duration::minutes(90)).await.unwrap();
+    assert_eq!((since.total["AMS"].received, since.total["DUS"].received), (1, 1));
+    assert!(store.kpis_since(t0() + Duration::days(30)).await.unwrap().total.is_empty());
+}
+
+/// An evaluator that records a model score: the built-in rules, and a late-departure
+/// probability per customer.
+struct Scoring;
+
+impl dispatch_core::Evaluator for Scoring {
+    fn evaluate(&self, f: &OrderFacts, wh: &Warehouse, now: DateTime<Utc>) -> dispatch_core::Evaluation {
+        let mut e = dispatch_core::readiness::evaluate(f, wh, now);
+        let p = match f.customer.id.as_str() {
+            "C-1" => Some(0.8),
+            "C-2" => Some(0.35),
+            "C-3" => Some(0.05),
+            _ => None,
+        };
+        e.scored =
+            p.map(|late_departure| dispatch_core::risk::ModelScore { model_version: "m1".into(), late_departure });
+        e
+    }
+}
+
+#[tokio::test]
+async fn the_board_filters_by_the_risk_band_the_projection_keeps() {
+    use dispatch_core::risk::RiskBand;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Location::fresh(dir.path()).await.open().await;
+    for (ext, customer) in [("R/1", "C-1"), ("R/2", "C-2"), ("R/3", "C-3"), ("R/4", "C-4"), ("R/5", "C-1")] {
+        let f = facts(ext, "AMS", customer, "next_day", "ok", "dhl", "sales");
+        let w = OrderWrite {
+            target: Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() },
+            meta: WriteMeta { actor: "test".into(), roles: vec![], request_id: None, at: t0() },
+            idempotency: None,
+            decide: dispatch_store::decision(
+                Command::Upsert { facts: Box::new(f), expected_version: None },
+                t0(),
+                warehouses(),
+                Arc::new(Scoring),
+            ),
+        };
+        let o = store.execute(w).await.unwrap().order;
+        assert_eq!(o.state, OrderState::Released);
+    }
+    let band = |b: RiskBand| {
+        let store = store.clone();
+        async move {
+            let q = OrderQuery {
+                states: vec![OrderState::Released],
+                risk: Some(b),
+                sort: OrderSort::Priority,
+                limit: 50,
+                ..Default::default()
+            };
+            let page = store.list_orders(&q).await.unwrap();
+            let mut v: Vec<(String, Option<f64>)> =
+                page.items.into_iter().map(|o| (o.facts.external_id, o.late_departure_risk)).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        }
+    };
+    assert_eq!(band(RiskBand::High).await, [("R/1".to_string(), Some(0.8)), ("R/5".to_string(), Some(0.8))]);
+    assert_eq!(band(RiskBand::Medium).await, [("R/2".to_string(), Some(0.35))]);
+    // The unscored order (no model score) is in no band.
+    assert_eq!(band(RiskBand::Low).await, [("R/3".to_string(), Some(0.05))]);
 }

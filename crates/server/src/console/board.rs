@@ -9,6 +9,7 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use dispatch_core::risk::RiskBand;
 use dispatch_core::{HoldReason, Order, OrderState, ServiceLevel};
 use dispatch_store::{BoardCell, OrderQuery, OrderSort};
 use maud::{Markup, html};
@@ -42,6 +43,8 @@ pub struct Filters {
     pub service_level: Option<String>,
     pub channel: Option<String>,
     pub reason: Option<HoldReason>,
+    /// The late-departure risk band (the model's score at the last evaluation).
+    pub risk: Option<RiskBand>,
     pub search: Option<String>,
     pub cursor: Option<String>,
 }
@@ -73,6 +76,9 @@ impl Filters {
         }
         if let Some(v) = self.reason {
             p.push(("reason", v.code().into()));
+        }
+        if let Some(v) = self.risk {
+            p.push(("risk", v.code().into()));
         }
         if let Some(v) = &self.search {
             p.push(("q", v.clone()));
@@ -120,13 +126,18 @@ pub fn parse_filters(app: &AppState, pairs: &[(String, String)]) -> Result<Filte
                     format!("unknown hold reason `{v}`; use one of {}", all.join(", "))
                 })?)
             }
+            "risk" => {
+                f.risk = Some(RiskBand::from_code(v).ok_or_else(|| {
+                    format!("unknown risk band `{v}`; use high (≥ 50%), medium (20–50%) or low (< 20%)")
+                })?)
+            }
             "carrier" => f.carrier = Some(v.to_string()),
             "channel" => f.channel = Some(v.to_string()),
             "q" => f.search = Some(v.to_string()),
             "cursor" => f.cursor = Some(v.to_string()),
             other => {
                 return Err(format!(
-                    "unknown parameter `{other}`; the board takes warehouse, state, carrier, service_level, channel, reason, q, cursor"
+                    "unknown parameter `{other}`; the board takes warehouse, state, carrier, service_level, channel, reason, risk, q, cursor"
                 ));
             }
         }
@@ -156,6 +167,7 @@ fn queue_query(f: &Filters) -> Result<OrderQuery, String> {
     q.service_level = f.service_level.clone();
     q.channel = f.channel.clone();
     q.search = f.search.clone();
+    q.risk = f.risk;
     Ok(q)
 }
 
@@ -245,11 +257,35 @@ fn filters_form(app: &AppState, f: &Filters) -> Markup {
             label { "Hold reason"
                 select name="reason" { option value="" { "Any" }
                     @for r in HoldReason::ALL { option value=(r.code()) selected[f.reason == Some(*r)] { (r.code()) } } } }
+            label { "Risk"
+                select name="risk" { option value="" { "Any" }
+                    @for b in RiskBand::ALL { option value=(b.code()) selected[f.risk == Some(b)] { (band_label(b)) } } } }
             label { "Order or customer" input type="search" name="q" value=[f.search.as_deref()] placeholder="WH1/OUT/00042, ord_…, C-100"; }
             button type="submit" { "Apply" }
             a href="/console" { "Clear" }
         }
     }
+}
+
+/// How a band reads in the filter: its name and probabilities.
+fn band_label(b: RiskBand) -> &'static str {
+    match b {
+        RiskBand::High => "high (≥ 50%)",
+        RiskBand::Medium => "medium (20–50%)",
+        RiskBand::Low => "low (< 20%)",
+    }
+}
+
+/// The late-departure risk of an order as a badge: its band, coloured, with the probability.
+pub fn risk_badge(p: f64) -> Markup {
+    let band = RiskBand::of(p);
+    let class = match band {
+        RiskBand::High => "badge bad",
+        RiskBand::Medium => "badge warn",
+        RiskBand::Low => "badge ok",
+    };
+    html! { span class=(class) data-risk=(band.code()) title="late-departure risk (model score at the last evaluation)" {
+    (band.code()) " " (format!("{:.0}%", p * 100.0)) } }
 }
 
 /// The board: the counts table and the queue.
@@ -309,7 +345,7 @@ pub fn board(
                     thead { tr { th.num scope="col" { "#" } th scope="col" { "Order" } th scope="col" { "Customer" }
                         th scope="col" { "Warehouse" } th scope="col" { "Service" } th scope="col" { "Channel" } th scope="col" { "Carrier" }
                         th.num scope="col" { "Priority" } th scope="col" { "Latest departure" } th scope="col" { "In state for" }
-                        th scope="col" { "Holds" } } }
+                        th scope="col" { "Risk" } th scope="col" { "Holds" } } }
                     tbody { @for (i, o) in queue.iter().enumerate() {
                         tr {
                             td.num { (i + 1) }
@@ -324,6 +360,7 @@ pub fn board(
                                 @if t < now { " " span.badge.bad { "missed" } } @else { " " span.muted { "in " (age(now, t)) } } }
                                 None => "—" } }
                             td { span class=(format!("badge {}", aging_class(o.state, Some(o.state_since), now))) { (age(o.state_since, now)) } }
+                            td { @match o.late_departure_risk { Some(p) => (risk_badge(p)), None => span.muted { "—" } } }
                             td { @for r in &o.hold_reasons { span.badge.warn { (r.code()) } " " } }
                         }
                     } }
@@ -355,11 +392,12 @@ mod tests {
         let f = Filters {
             warehouse: Some("AMS".into()),
             reason: Some(HoldReason::CreditHold),
+            risk: Some(RiskBand::High),
             search: Some("WH1/OUT 7".into()),
             ..Default::default()
         };
         assert_eq!(f.queue_state(), OrderState::OnHold);
-        assert_eq!(f.query(false), "warehouse=AMS&reason=credit_hold&q=WH1%2FOUT+7");
+        assert_eq!(f.query(false), "warehouse=AMS&reason=credit_hold&risk=high&q=WH1%2FOUT+7");
         assert_eq!(Filters::default().queue_state(), OrderState::Released);
     }
 }

@@ -1,6 +1,7 @@
 //! Exceptions: held orders by reason code and age, orders awaiting approval, and orders in
-//! `exception` (failed bookings), with the actions the user may take: request an approval
-//! (which is also how a hold is overridden: the policy routes it to whoever may waive it).
+//! `exception` (failed bookings), with the actions the user may take: request an approval,
+//! and — for users with `override_holds`, on reasons the policy marks overridable — override
+//! the hold with a written reason.
 
 use std::sync::Arc;
 
@@ -92,28 +93,43 @@ pub async fn page_handler(
         }
         section aria-labelledby="held-h" {
             h2 id="held-h" { "On hold (" (held_p.items.len()) @if held_p.next_after.is_some() { "+" } ")" }
-            (table(&user, &held_p.items, now, true))
+            (table(&app, &user, &held_p.items, now, true))
         }
         section aria-labelledby="await-h" {
             h2 id="await-h" { "Awaiting approval (" (awaiting.items.len()) ")" }
-            (table(&user, &awaiting.items, now, false))
+            (table(&app, &user, &awaiting.items, now, false))
         }
         section aria-labelledby="failed-h" {
             h2 id="failed-h" { "Exceptions: bookings that failed (" (failed.items.len()) ")" }
             @if !failed.items.is_empty() { p { "Retry their dead letters on the " a href="/console/integrations" { "integrations page" } "." } }
-            (table(&user, &failed.items, now, false))
+            (table(&app, &user, &failed.items, now, false))
         }
     };
     page(&user, "/console/exceptions", "Exceptions", body)
 }
 
-fn table(user: &ConsoleUser, orders: &[Order], now: chrono::DateTime<chrono::Utc>, actions: bool) -> Markup {
-    let may_request = actions && user.may(Permission::RequestApprovals);
+fn table(
+    app: &AppState,
+    user: &ConsoleUser,
+    orders: &[Order],
+    now: chrono::DateTime<chrono::Utc>,
+    actions: bool,
+) -> Markup {
+    let may_override = actions && user.may(Permission::OverrideHolds);
+    let may_act = actions && (user.may(Permission::RequestApprovals) || may_override);
+    let policy = app.policy.policy();
+    // The reasons an override may lift: holding the order now and overridable by the policy.
+    let overridable = |o: &Order| -> Vec<HoldReason> {
+        if !may_override {
+            return vec![];
+        }
+        dispatch_core::machine::holding(o).into_iter().filter(|r| policy.overridable(*r)).collect()
+    };
     html! {
         @if orders.is_empty() { p.muted { "None." } } @else {
             div.scroll { table.exceptions {
                 thead { tr { th scope="col" { "Order" } th scope="col" { "Warehouse" } th scope="col" { "State" } th scope="col" { "Reasons" }
-                    th scope="col" { "Waiting" } th scope="col" { "Customer" } @if may_request { th scope="col" { "Action" } } } }
+                    th scope="col" { "Waiting" } th scope="col" { "Customer" } @if may_act { th scope="col" { "Action" } } } }
                 tbody { @for o in orders {
                     tr id=(o.id) data-order=(o.facts.external_id) {
                         td { a href=(format!("/console/orders/{}", o.id)) { (o.facts.external_id) } }
@@ -123,7 +139,11 @@ fn table(user: &ConsoleUser, orders: &[Order], now: chrono::DateTime<chrono::Utc
                             @if let Some(n) = &o.status_note { span.muted { (n) } } }
                         td { span class=(format!("badge {}", super::board::aging_class(o.state, Some(o.state_since), now))) { (age(o.state_since, now)) } }
                         td { (o.facts.customer.name) }
-                        @if may_request { td { (request_form(user, o)) } }
+                        @if may_act { td {
+                            @if user.may(Permission::RequestApprovals) { (request_form(user, o)) }
+                            @let lift = overridable(o);
+                            @if !lift.is_empty() { (override_markup(user, o, &lift)) }
+                        } }
                     }
                 } }
             } }
@@ -151,6 +171,81 @@ fn request_form(user: &ConsoleUser, o: &Order) -> Markup {
                 div.actions { button type="submit" { "Request" } }
             }
         }
+    }
+}
+
+fn override_markup(user: &ConsoleUser, o: &Order, reasons: &[HoldReason]) -> Markup {
+    let id = &o.id;
+    html! {
+        details.override {
+            summary { "Override" }
+            form.decide method="post" action=(format!("/console/orders/{id}/override")) {
+                (csrf_field(user))
+                input type="hidden" name="version" value=(o.version);
+                fieldset { legend { "Lift" }
+                    @for r in reasons { label { input type="checkbox" name="reason" value=(r.code()) checked; " " (r.code()) } } }
+                label { "Why " input name="note" required size="30" placeholder="who agreed, and why it may leave"; }
+                div.actions { button type="submit" { "Override hold" } }
+            }
+        }
+    }
+}
+
+/// Override hold reasons of a held order (`reason` once per code, `note`, `version`).
+#[utoipa::path(post, path = "/console/orders/{id}/override", tag = "console",
+    params(("id" = String, Path, description = "Order id")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Overridden: back to the exceptions"),
+        (status = 403, description = "No CSRF token or not permitted (HTML)"),
+        (status = 409, description = "The order changed or is no longer held (HTML)"),
+        (status = 422, description = "No reason, no note, or not overridable (HTML naming it)")))]
+pub async fn override_form(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<ConsoleUser>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form_pairs(&body);
+    let mut reasons = Vec::new();
+    for (_, v) in f.iter().filter(|(k, _)| k == "reason") {
+        match HoldReason::from_code(v) {
+            Some(r) => reasons.push(r),
+            None => {
+                return error_page(
+                    Some(&user),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Bad reason",
+                    &format!("unknown hold reason `{v}`"),
+                );
+            }
+        }
+    }
+    let expected = match field(&f, "version").map(|v| v.trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return error_page(
+                Some(&user),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Bad version",
+                "version must be a number",
+            );
+        }
+    };
+    let req =
+        crate::routes::overrides::OverrideRequest { reasons, note: field(&f, "note").unwrap_or_default().to_string() };
+    match crate::routes::overrides::override_as(&app, &user.principal, &id, req, expected, None, request_id(&headers))
+        .await
+    {
+        Ok(o) => {
+            let done = format!("hold of {} overridden; it is {}", o.order.facts.external_id, o.order.state.code());
+            see_other(&format!(
+                "/console/exceptions?{}",
+                serde_urlencoded::to_string([("done", done)]).unwrap_or_default()
+            ))
+        }
+        Err(p) => problem_page(&user, p),
     }
 }
 

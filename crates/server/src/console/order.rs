@@ -94,9 +94,14 @@ fn summary(o: &Order, now: chrono::DateTime<chrono::Utc>) -> Markup {
             " for " (age(o.state_since, now)) " · priority " strong { (o.priority) }
             " · version " (o.version) " · id " code { (o.id) }
             @for r in &o.hold_reasons { " " span.badge.warn { (r.code()) } }
-            @for r in &o.waived { " " span.badge.ok title="waived by an approval" { (r.code()) " waived" } }
+            @for r in &o.waived { " " span.badge.ok title="waived by an approval or overridden" { (r.code()) " waived" } }
+            @if let Some(p) = o.late_departure_risk { " · " (super::board::risk_badge(p)) }
         }
         @if let Some(n) = &o.status_note { p.error { (n) } }
+        @for ov in &o.overrides {
+            p.notice { "Hold overridden by " strong { (ov.by) } " as " (ov.role) " on " (when(ov.at)) ": "
+                @for r in &ov.reasons { span.badge.ok { (r.code()) } " " } "— " (ov.note) }
+        }
     }
 }
 
@@ -232,7 +237,9 @@ fn notices(n: &[NotificationView]) -> Markup {
 fn policy_of(d: &EventData) -> Option<&str> {
     match d {
         EventData::Evaluated(e) => Some(&e.policy),
-        EventData::ApprovalDecided { policy, .. } | EventData::ApprovalEscalated { policy, .. } => Some(policy),
+        EventData::ApprovalDecided { policy, .. }
+        | EventData::ApprovalEscalated { policy, .. }
+        | EventData::HoldsOverridden { policy, .. } => Some(policy),
         EventData::ApprovalRequested { request } => Some(&request.routing.policy),
         _ => None,
     }

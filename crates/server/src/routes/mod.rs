@@ -17,6 +17,7 @@ pub mod dead_letters;
 pub mod insights;
 pub mod odoo;
 pub mod orders;
+pub mod overrides;
 pub mod policy;
 pub mod schedules;
 pub mod system;
@@ -66,6 +67,7 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         r(Method::GET, "/api/v1/orders/{id}", Requires(ReadOrders), get(orders::get_one)),
         r(Method::GET, "/api/v1/orders/{id}/timeline", Requires(ReadOrders), get(orders::timeline)),
         r(Method::POST, "/api/v1/orders/{id}/cancel", Requires(CancelOrders), post(orders::cancel)),
+        r(Method::POST, "/api/v1/orders/{id}/override", Requires(OverrideHolds), post(overrides::override_holds)),
         r(Method::GET, "/api/v1/schedules", Requires(ReadConfig), get(schedules::list)),
         r(Method::GET, "/api/v1/schedules/{name}/runs", Requires(ReadConfig), get(schedules::runs)),
         r(Method::GET, "/api/v1/policy", Requires(ReadConfig), get(policy::get_policy)),
@@ -95,6 +97,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             "/console/orders/{id}/approval-requests",
             ConsoleForm(RequestApprovals),
             post(crate::console::exceptions::request),
+        ),
+        r(
+            Method::POST,
+            "/console/orders/{id}/override",
+            ConsoleForm(OverrideHolds),
+            post(crate::console::exceptions::override_form),
         ),
         r(Method::GET, "/console/approvals", Console(ReadApprovals), get(crate::console::approvals::inbox_page)),
         r(

@@ -214,7 +214,7 @@ pub(crate) fn idempotency(
     }))
 }
 
-fn order_response(status: StatusCode, outcome: &WriteOutcome) -> Response {
+pub(crate) fn order_response(status: StatusCode, outcome: &WriteOutcome) -> Response {
     let mut resp = (status, axum::Json(&outcome.order)).into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", outcome.order.version)) {

@@ -193,6 +193,16 @@ impl Store for PgStore {
             b.push(" AND COALESCE(doc::jsonb #>> '{shipment,carrier}', doc::jsonb ->> 'carrier_preference') = ")
                 .push_bind(v.clone());
         }
+        if let Some(band) = q.risk {
+            let (lo, hi) = band.range();
+            b.push(" AND late_departure_risk IS NOT NULL");
+            if lo.is_finite() {
+                b.push(" AND late_departure_risk >= ").push_bind(lo);
+            }
+            if hi.is_finite() {
+                b.push(" AND late_departure_risk < ").push_bind(hi);
+            }
+        }
         if let Some(v) = &q.search {
             // Each alternative has its own index (primary key, orders_external_id, orders_customer).
             b.push(" AND (id = ").push_bind(v.clone());
@@ -308,8 +318,8 @@ impl Store for PgStore {
         self.board_cells(aged_before).await
     }
 
-    async fn events_of_orders_since(&self, from: DateTime<Utc>, max_orders: u32) -> Result<Vec<Event>, StoreError> {
-        self.kpi_events(from, max_orders).await
+    async fn kpis_since(&self, from: DateTime<Utc>) -> Result<dispatch_core::kpi::Kpis, StoreError> {
+        self.kpi_fold(from).await
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {

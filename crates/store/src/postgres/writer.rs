@@ -373,6 +373,14 @@ impl Staged {
                     .push_bind(to_micros(o.state_since))
                     .push_bind(doc)
                     .push_bind(dispatch_core::route::member_key(o));
+                let c = crate::write::console_columns(o);
+                r.push_bind(c.risk)
+                    .push_bind(c.released_at)
+                    .push_bind(c.released_on_time)
+                    .push_bind(c.dispatched_at)
+                    .push_bind(c.touched)
+                    .push_bind(c.expedite_requested)
+                    .push_bind(c.expedite_approved);
             });
             b.push(crate::write::ORDERS_ON_CONFLICT);
             b.build().execute(&mut *conn).await?;

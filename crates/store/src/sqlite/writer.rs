@@ -354,10 +354,11 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 serde_json::to_string(&o.hold_reasons)?,
                 serde_json::to_string(o)?,
                 dispatch_core::route::member_key(o),
+                crate::write::console_columns(o),
             ));
         }
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(crate::write::ORDERS_INSERT);
-        b.push_values(rows, |mut r, (o, holds, doc, route_key)| {
+        b.push_values(rows, |mut r, (o, holds, doc, route_key, c)| {
             r.push_bind(o.id.clone())
                 .push_bind(o.facts.source.clone())
                 .push_bind(o.facts.external_id.clone())
@@ -374,7 +375,14 @@ async fn flush(conn: &mut SqliteConnection, s: &Staged, view: &BatchView) -> Res
                 .push_bind(to_micros(o.updated_at))
                 .push_bind(to_micros(o.state_since))
                 .push_bind(doc)
-                .push_bind(route_key);
+                .push_bind(route_key)
+                .push_bind(c.risk)
+                .push_bind(c.released_at)
+                .push_bind(c.released_on_time)
+                .push_bind(c.dispatched_at)
+                .push_bind(c.touched)
+                .push_bind(c.expedite_requested)
+                .push_bind(c.expedite_approved);
         });
         b.push(crate::write::ORDERS_ON_CONFLICT);
         b.build().execute(&mut *conn).await?;
