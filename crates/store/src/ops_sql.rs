@@ -77,7 +77,7 @@ pub const ATTEMPT_TOTALS: &str = "SELECT carrier, COUNT(*) AS attempts, \
 pub const INSERT_ATTEMPT: &str =
     "INSERT INTO carrier_attempts (at, carrier, warehouse, order_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// The same statement with PostgreSQL's `$N` placeholders.
+/// The same statement with PostgreSQL's `$N` placeholders (of constant SQL: safe to run as is).
 pub fn pg(sql: &str) -> String {
     sql.replace('?', "$")
 }

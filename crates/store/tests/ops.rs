@@ -86,7 +86,7 @@ async fn holds_entered_and_aged_and_booking_failures_are_counted_per_hour() {
     assert_eq!(put(&store, facts("A/2", "AMS", "hold", "ecommerce"), h(1) + m10).await, OrderState::OnHold);
     assert_eq!(put(&store, facts("A/2", "AMS", "ok", "ecommerce"), h(2)).await, OrderState::Released);
     // A/3: held at 09:20, cancelled at 14:00: aged at 13:20.
-    assert_eq!(put(&store, facts("A/3", "AMS", "hold", "ecommerce"), h(1) + 2 * m10).await, OrderState::OnHold);
+    assert_eq!(put(&store, facts("A/3", "AMS", "hold", "ecommerce"), h(1) + m10 * 2).await, OrderState::OnHold);
     let a3 = Target::NaturalKey { source: "odoo".into(), external_id: "A/3".into() };
     let cancel = Command::Cancel { reason: None, expected_version: None };
     assert_eq!(run(&store, a3, cancel, h(6)).await, OrderState::Cancelled);
@@ -97,12 +97,12 @@ async fn holds_entered_and_aged_and_booking_failures_are_counted_per_hour() {
     assert_eq!(put(&store, facts("D/1", "DUS", "ok", "ecommerce"), h(0)).await, OrderState::Released);
     let d1 = Target::NaturalKey { source: "odoo".into(), external_id: "D/1".into() };
     let raise = Command::RaiseException { reason: "carrier booking failed".into() };
-    assert_eq!(run(&store, d1, raise, h(2) + 3 * m10).await, OrderState::Exception);
+    assert_eq!(run(&store, d1, raise, h(2) + m10 * 3).await, OrderState::Exception);
 
     for a in [
         attempt(h(0) + m10, "dhl", "AMS", "server_error"),
-        attempt(h(0) + 2 * m10, "dhl", "AMS", "timeout"),
-        attempt(h(0) + 3 * m10, "dhl", "AMS", CarrierAttempt::BOOKED),
+        attempt(h(0) + m10 * 2, "dhl", "AMS", "timeout"),
+        attempt(h(0) + m10 * 3, "dhl", "AMS", CarrierAttempt::BOOKED),
         attempt(h(2), "ups", "DUS", "rejected"),
         attempt(h(9), "ups", "DUS", "rejected"),
     ] {

@@ -186,7 +186,7 @@ pub async fn page_handler(
                         td { span class=(format!("badge {}", match h.circuit { "closed" => "ok", "open" => "bad", "half_open" => "warn", _ => "info" })) { (h.circuit) } }
                         td.num { (h.booked) " / " (h.failed)
                             @if let Some(r) = h.error_rate() { " (" (format!("{:.1}%", r * 100.0)) ")" } }
-                    } } }
+                    } } } }
                 p.muted { "Attempts, failures and error rate: every node's booking calls of the last hour (from the database). "
                     "Circuit and booked/failed: this node's own booking worker, since it started." }
             }

@@ -19,8 +19,8 @@ pub(super) async fn ops_counts(
     let (from, to) = (to_micros(from), to_micros(to));
     let age = hold_age.num_microseconds().unwrap_or(i64::MAX / 4).max(0);
     let mut out = Vec::new();
-    let entered = sqlx::query(&ops_sql::pg(ops_sql::HOLDS_ENTERED)).bind(from).bind(to).fetch_all(pool).await?;
-    let aged = sqlx::query(&ops_sql::pg(ops_sql::HOLDS_AGED))
+    let entered = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::HOLDS_ENTERED))).bind(from).bind(to).fetch_all(pool).await?;
+    let aged = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::HOLDS_AGED)))
         .bind(from.saturating_sub(age))
         .bind(to.saturating_sub(age))
         .bind(age)
@@ -37,7 +37,7 @@ pub(super) async fn ops_counts(
             });
         }
     }
-    for r in sqlx::query(&ops_sql::pg(ops_sql::BOOKING_FAILURES)).bind(from).bind(to).fetch_all(pool).await? {
+    for r in sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::BOOKING_FAILURES))).bind(from).bind(to).fetch_all(pool).await? {
         out.push(OpsCount {
             counter: OpsCounter::BookingFailures,
             hour: from_micros(r.try_get("hour")?),
@@ -50,7 +50,7 @@ pub(super) async fn ops_counts(
 }
 
 pub(super) async fn record_carrier_attempt(pool: &Pool, a: &CarrierAttempt) -> Result<(), StoreError> {
-    sqlx::query(&ops_sql::pg(ops_sql::INSERT_ATTEMPT))
+    sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::INSERT_ATTEMPT)))
         .bind(to_micros(a.at))
         .bind(&a.carrier)
         .bind(&a.warehouse)
@@ -66,7 +66,7 @@ pub(super) async fn carrier_attempt_totals(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<CarrierAttemptTotal>, StoreError> {
-    let rows = sqlx::query(&ops_sql::pg(ops_sql::ATTEMPT_TOTALS)).bind(to_micros(from)).bind(to_micros(to)).fetch_all(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::ATTEMPT_TOTALS))).bind(to_micros(from)).bind(to_micros(to)).fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
             Ok(CarrierAttemptTotal {
