@@ -210,11 +210,13 @@ pub fn ops_anomalies(counts: &[HourlyCount], w: &OpsWindow<'_>, opts: &AnomalyOp
 fn day_start(date: NaiveDate, zone: Tz) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
     let midnight = date.and_hms_opt(0, 0, 0)?;
-    zone.from_local_datetime(&midnight).earliest().or_else(|| {
-        // Midnight skipped by DST: the day starts an hour later.
-        zone.from_local_datetime(&(midnight + Duration::hours(1))).earliest()
-    })
-    .map(|t| t.with_timezone(&Utc))
+    zone.from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| {
+            // Midnight skipped by DST: the day starts an hour later.
+            zone.from_local_datetime(&(midnight + Duration::hours(1))).earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -223,7 +225,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn utc(d: u32, h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap() + Duration::days(i64::from(d)) + Duration::hours(i64::from(h))
+        Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+            + Duration::days(i64::from(d))
+            + Duration::hours(i64::from(h))
     }
 
     /// Five weeks of two holds a day at 09:00 and 10:00 UTC in AMS and DUS; on day 35 AMS

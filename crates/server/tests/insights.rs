@@ -43,8 +43,22 @@ async fn risk_needs_an_active_model_then_explains_the_order() {
     app.store.insert_model(&row, &model.to_bytes()).await.unwrap();
     app.store.activate_model(&model.version, now).await.unwrap();
 
+    // Scoring reads the carriers' failed bookings of the last 6 h (every node's, from the
+    // store) as of the last refresh; `GET /risk` refreshes.
+    for minutes in [30, 90, 300, 420] {
+        let a = dispatch_store::CarrierAttempt {
+            at: common::start_time() - Duration::minutes(minutes),
+            carrier: "dhl".into(),
+            warehouse: "AMS".into(),
+            order_id: None,
+            outcome: "unavailable".into(),
+        };
+        app.store.record_carrier_attempt(&a).await.unwrap();
+    }
     let r = app.get(&format!("/api/v1/orders/{id}/risk"), app.token(dispatch_core::Role::Auditor)).await;
     assert_eq!(r.status(), 200);
+    assert_eq!(app.state.intel.carrier_failures("dhl"), 3, "the one 7 h ago is outside the window");
+    assert_eq!(app.state.intel.carrier_failures("ups"), 0);
     let body: serde_json::Value = r.json().await.unwrap();
     let p = body["risk"]["late_departure"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p), "{body}");
@@ -152,5 +166,32 @@ async fn a_burst_of_holds_in_one_warehouse_is_an_anomaly_and_a_steady_warehouse_
     assert_eq!(status, 200);
     assert!(html.contains("exception volume") && html.contains("queue aging"), "{html}");
     assert!(html.contains("17 orders put on hold or into exception"), "{html}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn carrier_health_on_the_console_comes_from_the_store_on_a_node_that_does_not_book() {
+    // This node has no carriers configured (and no booking worker): the other nodes' booking
+    // calls of the last hour still show, the circuit is this node's (unknown) view.
+    let app = TestApp::spawn().await;
+    let now = common::start_time();
+    for (minutes, outcome) in [(5, "booked"), (10, "booked"), (20, "unavailable"), (50, "booked"), (90, "timeout")] {
+        let a = dispatch_store::CarrierAttempt {
+            at: now - Duration::minutes(minutes),
+            carrier: "mockpost".into(),
+            warehouse: "AMS".into(),
+            order_id: None,
+            outcome: outcome.into(),
+        };
+        app.store.record_carrier_attempt(&a).await.unwrap();
+    }
+    let sup = console_support::sign_in(&app, "sup", &[dispatch_core::Role::Supervisor]).await;
+    let (status, html) = sup.get("/console/integrations").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("No carriers configured"), "{html}");
+    assert!(html.contains("Circuit (this node)"), "{html}");
+    // 4 attempts in the last hour, 1 failed: 25%.
+    let row = html.split("mockpost").nth(1).unwrap_or_default();
+    assert!(row.contains(">4<") && row.contains(">1<") && row.contains("25.0%") && row.contains("unknown"), "{row}");
     app.stop().await;
 }

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use dispatch_core::{Command, OrderFacts, OrderState, Warehouse, Warehouses};
 use dispatch_store::testing::Location;
-use dispatch_store::{
-    CarrierAttempt, CarrierAttemptTotal, OpsCount, OpsCounter, OrderWrite, Store, Target, WriteMeta,
-};
+use dispatch_store::{CarrierAttempt, CarrierAttemptTotal, OpsCount, OpsCounter, OrderWrite, Store, Target, WriteMeta};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap()

@@ -96,10 +96,7 @@ impl CarrierHealth {
 
 /// Adds the store's attempt totals (every node's) to the carriers' health; a carrier this
 /// node does not have configured appears with an `unknown` circuit.
-pub fn with_attempts(
-    health: &mut BTreeMap<String, CarrierHealth>,
-    totals: &[dispatch_store::CarrierAttemptTotal],
-) {
+pub fn with_attempts(health: &mut BTreeMap<String, CarrierHealth>, totals: &[dispatch_store::CarrierAttemptTotal]) {
     for h in health.values_mut() {
         h.last_hour = Some((0, 0));
     }
@@ -292,6 +289,16 @@ mod tests {
         assert_eq!(s[0].labels["b"], "q\"r");
         assert_eq!(s[0].value, 1.5);
         assert_eq!(samples(TEXT, "dispatchd_carrier_bookings_total").len(), 4);
+    }
+
+    #[test]
+    fn the_stores_attempts_add_the_last_hour_and_carriers_this_node_does_not_book() {
+        let mut h = carrier_health(TEXT, &["dhl"]);
+        let totals = [dispatch_store::CarrierAttemptTotal { carrier: "postnl".into(), attempts: 8, failures: 2 }];
+        with_attempts(&mut h, &totals);
+        assert_eq!(h["dhl"].last_hour, Some((0, 0)));
+        assert_eq!(h["dhl"].last_hour_error_rate(), None);
+        assert_eq!((h["postnl"].circuit, h["postnl"].last_hour_error_rate()), ("unknown", Some(0.25)));
     }
 
     #[test]

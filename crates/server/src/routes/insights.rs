@@ -265,16 +265,9 @@ async fn ops_anomaly_views(app: &AppState, days: u32, recent: u32) -> Result<Vec
         tracing::error!(error = %e, "reading live-operations counts failed");
         Problem::internal()
     })?;
-    let zone = |series: &str| {
-        series.strip_prefix("warehouse:").and_then(|w| app.warehouses.get(w)).map(|w| w.timezone)
-    };
-    let window = OpsWindow {
-        from,
-        to: now,
-        report_since: now - Duration::days(i64::from(recent)),
-        hold_age: age,
-        zone: &zone,
-    };
+    let zone = |series: &str| series.strip_prefix("warehouse:").and_then(|w| app.warehouses.get(w)).map(|w| w.timezone);
+    let window =
+        OpsWindow { from, to: now, report_since: now - Duration::days(i64::from(recent)), hold_age: age, zone: &zone };
     Ok(ops_anomalies(&ops_series(&counts), &window, &AnomalyOptions::default())
         .into_iter()
         .map(|a| {

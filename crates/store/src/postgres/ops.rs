@@ -19,7 +19,11 @@ pub(super) async fn ops_counts(
     let (from, to) = (to_micros(from), to_micros(to));
     let age = hold_age.num_microseconds().unwrap_or(i64::MAX / 4).max(0);
     let mut out = Vec::new();
-    let entered = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::HOLDS_ENTERED))).bind(from).bind(to).fetch_all(pool).await?;
+    let entered = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::HOLDS_ENTERED)))
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?;
     let aged = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::HOLDS_AGED)))
         .bind(from.saturating_sub(age))
         .bind(to.saturating_sub(age))
@@ -37,7 +41,12 @@ pub(super) async fn ops_counts(
             });
         }
     }
-    for r in sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::BOOKING_FAILURES))).bind(from).bind(to).fetch_all(pool).await? {
+    for r in sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::BOOKING_FAILURES)))
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?
+    {
         out.push(OpsCount {
             counter: OpsCounter::BookingFailures,
             hour: from_micros(r.try_get("hour")?),
@@ -66,7 +75,11 @@ pub(super) async fn carrier_attempt_totals(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<CarrierAttemptTotal>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::ATTEMPT_TOTALS))).bind(to_micros(from)).bind(to_micros(to)).fetch_all(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(ops_sql::pg(ops_sql::ATTEMPT_TOTALS)))
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(CarrierAttemptTotal {
