@@ -63,7 +63,10 @@ fn attempt(at: DateTime<Utc>, carrier: &str, wh: &str, outcome: &str) -> Carrier
     }
 }
 
-fn sorted(mut v: Vec<OpsCount>) -> Vec<(OpsCounter, DateTime<Utc>, String, Option<String>, i64)> {
+/// A count as a comparable tuple: (counter, hour, warehouse, carrier, count).
+type Row = (OpsCounter, DateTime<Utc>, String, Option<String>, i64);
+
+fn sorted(mut v: Vec<OpsCount>) -> Vec<Row> {
     let mut out: Vec<_> = v.drain(..).map(|c| (c.counter, c.hour, c.warehouse, c.carrier, c.count)).collect();
     out.sort();
     out
