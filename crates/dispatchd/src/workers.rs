@@ -31,7 +31,7 @@ use dispatch_integrations::resilience::{Breaker, CircuitState, backoff};
 use dispatch_integrations::{Booking, BookingRequest, Carriers};
 use dispatch_policy::{BookingRoute, Policy};
 use dispatch_server::clock::Clock;
-use dispatch_store::{Job, JobStatus, OrderWrite, Store, StoreError, Target, WriteMeta};
+use dispatch_store::{CarrierAttempt, Job, JobStatus, OrderWrite, Store, StoreError, Target, WriteMeta};
 use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 
@@ -474,6 +474,18 @@ impl BookingWorker {
         let result = carrier.adapter.book(&req).await;
         metrics::histogram!("dispatchd_carrier_request_duration_seconds", "carrier" => name.clone())
             .record(started.elapsed().as_secs_f64());
+        // Every node's attempts in the store: the anomaly series, the risk model's
+        // `carrier_failures_6h` and the console's carrier health read them.
+        let attempt = CarrierAttempt {
+            at: self.clock.now(),
+            carrier: name.clone(),
+            warehouse: order.facts.warehouse.clone(),
+            order_id: Some(order.id.clone()),
+            outcome: result.as_ref().map_or_else(|e| e.outcome(), |_| CarrierAttempt::BOOKED).to_string(),
+        };
+        if let Err(e) = self.store.record_carrier_attempt(&attempt).await {
+            tracing::warn!(carrier = %name, error = %e, "could not record the booking attempt");
+        }
         match result {
             Ok(booking) => {
                 self.breaker(name, |b| b.on_success());

@@ -13,6 +13,7 @@ pub mod history;
 pub mod hotspots;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 
 pub use explain::{Factor, RateBook};
 pub use features::{FeatureError, FeatureList, Provenance};

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use chrono::{DateTime, Utc};
 use dispatch_core::OrderState;
 use dispatch_core::effects::RECORD_DISPATCH;
 use dispatch_core::risk::RiskFactor;
@@ -19,6 +20,9 @@ pub struct ActiveModel {
     /// Released orders waiting per warehouse, as of the last refresh: the model's
     /// `backlog_at_release`, read on the write path without a query.
     backlog: RwLock<Arc<HashMap<String, u32>>>,
+    /// Failed bookings per carrier in the 6 h before the last refresh (every node's, from the
+    /// store): the model's `carrier_failures_6h`, read on the write path without a query.
+    carrier_failures: RwLock<Arc<HashMap<String, u32>>>,
     /// Explanations already computed for the current model, by order and score: the sweep
     /// re-evaluates the same orders again and again, and Shapley values cost milliseconds.
     explained: Explained,
@@ -49,12 +53,14 @@ impl ActiveModel {
     pub fn scorer(&self) -> Option<Arc<Scorer>> {
         let model = self.current()?;
         let backlog = self.backlog.read().map(|b| b.clone()).unwrap_or_default();
-        Some(Arc::new(Scorer { model, backlog, explained: self.explained.clone() }))
+        let carrier_failures = self.carrier_failures.read().map(|b| b.clone()).unwrap_or_default();
+        Some(Arc::new(Scorer { model, backlog, carrier_failures, explained: self.explained.clone() }))
     }
 
     /// Reads the store's active version and swaps the model when it changed; also refreshes
-    /// the backlog snapshot. An unreadable artifact is logged and leaves no model active.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<Refresh, StoreError> {
+    /// the backlog and carrier-failure snapshots (as of `now`). An unreadable artifact is
+    /// logged and leaves no model active.
+    pub async fn refresh(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<Refresh, StoreError> {
         let models = store.models().await?;
         let active = models.iter().find(|m| m.status == "active").map(|m| m.version.clone());
         let before = self.current().map(|m| m.version.clone());
@@ -92,14 +98,18 @@ impl ActiveModel {
             if let Ok(mut b) = self.backlog.write() {
                 *b = Arc::new(backlog);
             }
+            let failures = carrier_failures_before(store, now).await?;
+            if let Ok(mut f) = self.carrier_failures.write() {
+                *f = Arc::new(failures);
+            }
         }
         let now = self.current().map(|m| m.version.clone());
         Ok(Refresh { changed: now != before, version: now })
     }
 
     /// The active model, refreshed from the store first (`None` when no model is active).
-    pub async fn get(&self, store: &dyn Store) -> Result<Option<Arc<RiskModel>>, StoreError> {
-        self.refresh(store).await?;
+    pub async fn get(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<Option<Arc<RiskModel>>, StoreError> {
+        self.refresh(store, now).await?;
         Ok(self.current())
     }
 
@@ -107,16 +117,29 @@ impl ActiveModel {
     pub fn backlog(&self, warehouse: &str) -> Option<u32> {
         self.backlog.read().ok().and_then(|b| b.get(warehouse).copied())
     }
+
+    /// Failed bookings of `carrier` in the 6 h before the last refresh.
+    pub fn carrier_failures(&self, carrier: &str) -> u32 {
+        self.carrier_failures.read().ok().and_then(|f| f.get(carrier).copied()).unwrap_or(0)
+    }
 }
 
-/// Failed bookings per carrier in the last 6 h are not tracked live yet. The model never saw
-/// the feature missing in training (its missing branch is arbitrary), so live orders read 0:
-/// "no failures known".
-pub const CARRIER_FAILURES_UNTRACKED: u32 = 0;
+/// The window of the model's `carrier_failures_6h`.
+pub const CARRIER_FAILURE_WINDOW: chrono::Duration = chrono::Duration::hours(6);
+
+/// Failed booking attempts per carrier in the 6 h before `at`, from the store (every node's).
+pub async fn carrier_failures_before(store: &dyn Store, at: DateTime<Utc>) -> Result<HashMap<String, u32>, StoreError> {
+    Ok(store
+        .carrier_attempt_totals(at - CARRIER_FAILURE_WINDOW, at)
+        .await?
+        .into_iter()
+        .map(|t| (t.carrier, u32::try_from(t.failures).unwrap_or(u32::MAX)))
+        .collect())
+}
 
 /// The release facts of a stored order as the decisions see them: the booked carrier, else
-/// the one the policy's matrix chooses, else the ERP's preference; the backlog snapshot of the
-/// last refresh. The same facts the write path scores, so `GET /orders/{id}/risk` agrees with
+/// the one the policy's matrix chooses, else the ERP's preference; the backlog and
+/// carrier-failure snapshots of the last refresh. The same facts the write path scores, so `GET /orders/{id}/risk` agrees with
 /// the decision.
 pub fn live_facts(
     app: &crate::AppState,
@@ -137,7 +160,7 @@ pub fn live_facts(
         carrier.as_deref(),
         order.latest_departure,
         Some(app.intel.backlog(&order.facts.warehouse).unwrap_or(0)),
-        Some(CARRIER_FAILURES_UNTRACKED),
+        Some(carrier.as_deref().map_or(0, |c| app.intel.carrier_failures(c))),
     );
     f.order_id = order.id.clone();
     f
@@ -147,6 +170,7 @@ pub fn live_facts(
 pub struct Scorer {
     model: Arc<RiskModel>,
     backlog: Arc<HashMap<String, u32>>,
+    carrier_failures: Arc<HashMap<String, u32>>,
     explained: Explained,
 }
 
@@ -159,7 +183,7 @@ impl Scorer {
             q.carrier,
             Some(q.latest_departure),
             Some(self.backlog.get(&q.facts.warehouse).copied().unwrap_or(0)),
-            Some(CARRIER_FAILURES_UNTRACKED),
+            Some(q.carrier.and_then(|c| self.carrier_failures.get(c).copied()).unwrap_or(0)),
         )
     }
 
@@ -240,6 +264,16 @@ pub async fn record_dispatches(app: &crate::AppState, worker: &str) -> Result<us
                 app.warehouses
                     .get(&order.facts.warehouse)
                     .and_then(|wh| dispatch_intel::facts::dispatch_record(&order, &events, wh))
+            }
+            None => None,
+        };
+        let record = match record {
+            Some(mut r) => {
+                // What the model would have read at the release: the carrier's failed bookings
+                // in the 6 h before it (every node's, from the store).
+                let failures = carrier_failures_before(app.store.as_ref(), r.facts.released_at).await?;
+                r.facts.carrier_failures_6h = Some(failures.get(&r.facts.carrier).copied().unwrap_or(0));
+                Some(r)
             }
             None => None,
         };

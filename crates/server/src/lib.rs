@@ -191,7 +191,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let store = state.store.clone();
     // The risk model active in the store scores from the first request on.
-    if let Err(e) = state.intel.refresh(store.as_ref()).await {
+    if let Err(e) = state.intel.refresh(store.as_ref(), state.clock.now()).await {
         tracing::warn!(error = %e, "the active risk model could not be read; scoring starts at the next sweep");
     }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -257,7 +257,7 @@ pub async fn refresh_priorities(app: &AppState) -> Result<Pass, StoreError> {
     let policy = app.policy.policy();
     let mut pass = Pass::default();
     // The sweep is also where a node notices a promoted or rolled-back risk model.
-    let model = app.intel.refresh(app.store.as_ref()).await?;
+    let model = app.intel.refresh(app.store.as_ref(), app.clock.now()).await?;
     if policy.reads_risk() && model.changed {
         // Held orders may be held (or not) because of the old model's score.
         let held = reevaluate_held(app, "system:risk-model").await?;

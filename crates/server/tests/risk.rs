@@ -187,6 +187,25 @@ async fn departures_are_appended_to_the_dispatch_history() {
         run(&app, &id, Command::RecordDeparture { at: departs + Duration::hours(1) }, departs).await;
         ids.push((id, departs));
     }
+    // Failed bookings of dhl (from any node) in the 6 h before the release count; those of
+    // another carrier, earlier ones and later ones do not.
+    for (carrier, at, outcome) in [
+        ("dhl", t0 - Duration::hours(1), "unavailable"),
+        ("dhl", t0 - Duration::hours(5), "timeout"),
+        ("dhl", t0 - Duration::hours(2), "booked"),
+        ("dhl", t0 - Duration::hours(7), "unavailable"),
+        ("dhl", t0 + Duration::minutes(1), "unavailable"),
+        ("ups", t0 - Duration::hours(1), "unavailable"),
+    ] {
+        let a = dispatch_store::CarrierAttempt {
+            at,
+            carrier: carrier.into(),
+            warehouse: "AMS".into(),
+            order_id: None,
+            outcome: outcome.into(),
+        };
+        app.store.record_carrier_attempt(&a).await.unwrap();
+    }
     // The jobs are due from the departure on.
     app.clock.set(latest + Duration::hours(3));
     assert_eq!(dispatch_server::intel::record_dispatches(&app.state, "w").await.unwrap(), 2);
@@ -201,6 +220,7 @@ async fn departures_are_appended_to_the_dispatch_history() {
     assert_eq!(on_time.facts.carrier, "dhl");
     assert_eq!(on_time.facts.warehouse, "AMS");
     assert_eq!(on_time.facts.hours_to_cutoff, Some(56.0));
+    assert_eq!(on_time.facts.carrier_failures_6h, Some(2), "dhl's failures in the 6 h before the release");
     let late = history.iter().find(|r| r.facts.order_id == ids[1].0).unwrap();
     assert!(late.departed_late && late.shipped_after_promise);
     assert_eq!(late.hours_late, 2.5);

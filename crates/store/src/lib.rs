@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{DomainError, Event, EventData, HoldReason, Order, OrderState};
 use serde::{Deserialize, Serialize};
 
+pub mod ops_sql;
 mod outbound_rows;
 pub mod postgres;
 mod schedule_rows;
@@ -367,6 +368,56 @@ pub struct HistoryRow {
     pub record: String,
 }
 
+/// One call to a carrier's booking API, as the booking worker saw it (migration 0110): the
+/// anomaly series, the risk model's `carrier_failures_6h` and the console's carrier health
+/// read these rows, so every node sees every node's bookings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarrierAttempt {
+    pub at: DateTime<Utc>,
+    pub carrier: String,
+    pub warehouse: String,
+    pub order_id: Option<String>,
+    /// `booked`, or the failure's class (`timeout`, `server_error`, `rejected`, ...).
+    pub outcome: String,
+}
+
+impl CarrierAttempt {
+    /// The outcome that is not a failure.
+    pub const BOOKED: &'static str = "booked";
+}
+
+/// Attempts and failed attempts of one carrier in a time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierAttemptTotal {
+    pub carrier: String,
+    pub attempts: i64,
+    pub failures: i64,
+}
+
+/// What an [`OpsCount`] counts (the live-operations anomaly series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpsCounter {
+    /// Orders newly put on hold (an evaluation holds an order whose previous evaluation did
+    /// not), and exceptions raised; `reason` is empty.
+    HoldsEntered,
+    /// Those holds (not exceptions) still unresolved `hold_age` after they began, counted in
+    /// the hour they reached that age.
+    HoldsAged,
+    /// Failed carrier booking attempts; `carrier` is set.
+    BookingFailures,
+}
+
+/// One count of live operations per UTC hour, warehouse and (for bookings) carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsCount {
+    pub counter: OpsCounter,
+    /// Start of the UTC hour.
+    pub hour: DateTime<Utc>,
+    pub warehouse: String,
+    pub carrier: Option<String>,
+    pub count: i64,
+}
+
 /// A stored risk model: `status` is `candidate`, `active` or `retired`; `summary` is JSON
 /// (metrics, features, training window, data hash).
 #[derive(Debug, Clone, PartialEq)]
@@ -501,6 +552,24 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     async fn activate_model(&self, version: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// The active model and its artifact.
     async fn active_model(&self) -> Result<Option<(ModelRow, Vec<u8>)>, StoreError>;
+    /// Live-operations counts per UTC hour in `[from, to)`: holds entered, holds that
+    /// reached `hold_age` unresolved, failed carrier bookings (see [`OpsCounter`]). One
+    /// aggregate query per counter (partial index `events_holds`, migration 0110).
+    async fn ops_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        hold_age: chrono::Duration,
+    ) -> Result<Vec<OpsCount>, StoreError>;
+    /// Records one carrier booking call (outside any order write: it is a fact about the
+    /// carrier, not the order).
+    async fn record_carrier_attempt(&self, a: &CarrierAttempt) -> Result<(), StoreError>;
+    /// Attempts and failures per carrier with `from <= at < to`, by carrier name.
+    async fn carrier_attempt_totals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CarrierAttemptTotal>, StoreError>;
     // Outbound webhooks and notifications (issue 8).
     /// Puts jobs in the outbox outside an order write; a dedupe key already there is skipped.
     /// Returns how many were added.

@@ -11,7 +11,7 @@ use maud::html;
 use super::layout::{ConsoleUser, page, when};
 use super::svg::calibration_chart;
 use crate::AppState;
-use crate::routes::insights::{AnomalyParams, HotspotParams, list_anomalies, list_hotspots};
+use crate::routes::insights::{AnomalyParams, HotspotParams, hold_age, list_anomalies, list_hotspots};
 
 /// The insights page.
 #[utoipa::path(get, path = "/console/insights", tag = "console",
@@ -20,8 +20,10 @@ pub async fn page_handler(State(app): State<Arc<AppState>>, Extension(user): Ext
     let hp = HotspotParams { dimension: None, days: None, min_support: None, min_lift: None };
     let hotspots = list_hotspots(State(app.clone()), Ok(Query(hp))).await.map(|j| j.0);
     let anomalies =
-        list_anomalies(State(app.clone()), Ok(Query(AnomalyParams { days: None, recent: None }))).await.map(|j| j.0);
-    let model = app.intel.get(app.store.as_ref()).await.ok().flatten();
+        list_anomalies(State(app.clone()), Ok(Query(AnomalyParams { days: None, recent: None, metric: None })))
+            .await
+            .map(|j| j.0);
+    let model = app.intel.get(app.store.as_ref(), app.clock.now()).await.ok().flatten();
     let body = html! {
         section aria-labelledby="hot-h" {
             h2 id="hot-h" { "Delay hotspots" }
@@ -44,13 +46,20 @@ pub async fn page_handler(State(app): State<Arc<AppState>>, Extension(user): Ext
         }
         section aria-labelledby="anom-h" {
             h2 id="anom-h" { "Anomalies (last 14 days)" }
+            p.muted { "Late departures (from the dispatch history), orders put on hold or into exception, holds unresolved after "
+                (hold_age(&app).num_minutes() / 60) " h, and failed carrier bookings, each against the same weekday "
+                "(or hour of the week) of earlier weeks." }
             @match &anomalies {
                 Err(p) => p.error { (p.detail) },
                 Ok(a) if a.items.is_empty() => p.muted { "None." },
-                Ok(a) => table { thead { tr { th scope="col" { "Day" } th scope="col" { "Series" } th.num scope="col" { "Late / dispatches" }
-                    th.num scope="col" { "Expected" } th scope="col" { "In words" } } }
-                    tbody { @for x in &a.items { tr { td { (x.date) } td { (x.series) }
-                        td.num { (x.late_departures) " / " (x.dispatches) } td.num { (format!("{:.1}", x.expected)) } td { (x.sentence) } } } } },
+                Ok(a) => table { thead { tr { th scope="col" { "When" } th scope="col" { "Metric" } th scope="col" { "Series" }
+                    th.num scope="col" { "Count" } th.num scope="col" { "Expected" } th scope="col" { "In words" } } }
+                    tbody { @for x in &a.items { tr {
+                        td { (x.date) @if let Some(h) = x.hour { " " (format!("{h:02}:00")) } }
+                        td { (x.metric.replace('_', " ")) }
+                        td { (x.series) }
+                        td.num { (x.value) @if let Some(d) = x.dispatches { " / " (d) } }
+                        td.num { (format!("{:.1}", x.expected)) } td { (x.sentence) } } } } },
             }
         }
         section aria-labelledby="model-h" {

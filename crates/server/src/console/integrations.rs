@@ -1,5 +1,6 @@
-//! Integration health: carriers (circuit state and booking error rate, from the metrics this
-//! process records), dead letters with Retry (the API's reprocess), outbound webhook
+//! Integration health: carriers (booking attempts and error rate of the last hour from the
+//! store, the same on every node; circuit state and counters since start from this process's
+//! metrics, labelled as this node's view), dead letters with Retry (the API's reprocess), outbound webhook
 //! endpoints, and the Odoo sync when configured.
 
 use std::collections::BTreeMap;
@@ -76,6 +77,8 @@ pub struct CarrierHealth {
     pub circuit: &'static str,
     pub booked: f64,
     pub failed: f64,
+    /// Booking attempts and failed ones in the last hour, every node's (from the store).
+    pub last_hour: Option<(i64, i64)>,
 }
 
 impl CarrierHealth {
@@ -83,6 +86,23 @@ impl CarrierHealth {
     pub fn error_rate(&self) -> Option<f64> {
         let total = self.booked + self.failed;
         (total > 0.0).then(|| self.failed / total)
+    }
+
+    /// Failed share of the last hour's booking attempts (every node's); `None` without any.
+    pub fn last_hour_error_rate(&self) -> Option<f64> {
+        self.last_hour.filter(|(attempts, _)| *attempts > 0).map(|(a, f)| f as f64 / a as f64)
+    }
+}
+
+/// Adds the store's attempt totals (every node's) to the carriers' health; a carrier this
+/// node does not have configured appears with an `unknown` circuit.
+pub fn with_attempts(health: &mut BTreeMap<String, CarrierHealth>, totals: &[dispatch_store::CarrierAttemptTotal]) {
+    for h in health.values_mut() {
+        h.last_hour = Some((0, 0));
+    }
+    for t in totals {
+        let h = health.entry(t.carrier.clone()).or_insert(CarrierHealth { circuit: "unknown", ..Default::default() });
+        h.last_hour = Some((t.attempts, t.failures));
     }
 }
 
@@ -130,7 +150,12 @@ pub async fn page_handler(
         Err(e) => return problem_page(&user, e.into()),
     };
     let names: Vec<&str> = app.carriers.names().collect();
-    let health = carrier_health(&app.metrics.render(), &names);
+    let mut health = carrier_health(&app.metrics.render(), &names);
+    let now = app.clock.now();
+    match app.store.carrier_attempt_totals(now - chrono::Duration::hours(1), now).await {
+        Ok(totals) => with_attempts(&mut health, &totals),
+        Err(e) => tracing::warn!(error = %e, "reading carrier attempts failed; showing this node's counters only"),
+    }
     let odoo = match app.odoo.get() {
         None => None,
         Some(_) => {
@@ -145,15 +170,22 @@ pub async fn page_handler(
         section aria-labelledby="carriers-h" {
             h2 id="carriers-h" { "Carriers" }
             @if health.is_empty() { p.muted { "No carriers configured." } } @else {
-                table { thead { tr { th scope="col" { "Carrier" } th scope="col" { "Circuit" } th.num scope="col" { "Booked" }
-                    th.num scope="col" { "Failed" } th.num scope="col" { "Error rate" } } }
+                table { thead { tr { th scope="col" { "Carrier" } th.num scope="col" { "Attempts (1 h)" }
+                    th.num scope="col" { "Failed (1 h)" } th.num scope="col" { "Error rate (1 h)" }
+                    th scope="col" { "Circuit (this node)" } th.num scope="col" { "Booked / failed (this node)" } } }
                     tbody { @for (name, h) in &health { tr {
                         th scope="row" { (name) }
+                        @match h.last_hour {
+                            Some((a, f)) => { td.num { (a) } td.num { (f) } }
+                            None => { td.num { "—" } td.num { "—" } }
+                        }
+                        td.num { @match h.last_hour_error_rate() { Some(r) => (format!("{:.1}%", r * 100.0)), None => "—" } }
                         td { span class=(format!("badge {}", match h.circuit { "closed" => "ok", "open" => "bad", "half_open" => "warn", _ => "info" })) { (h.circuit) } }
-                        td.num { (h.booked) } td.num { (h.failed) }
-                        td.num { @match h.error_rate() { Some(r) => (format!("{:.1}%", r * 100.0)), None => "—" } }
+                        td.num { (h.booked) " / " (h.failed)
+                            @if let Some(r) = h.error_rate() { " (" (format!("{:.1}%", r * 100.0)) ")" } }
                     } } } }
-                p.muted { "Since this process started (the booking worker's own counters)." }
+                p.muted { "Attempts, failures and error rate: every node's booking calls of the last hour (from the database). "
+                    "Circuit and booked/failed: this node's own booking worker, since it started." }
             }
         }
         section aria-labelledby="dead-h" {
@@ -257,6 +289,16 @@ mod tests {
         assert_eq!(s[0].labels["b"], "q\"r");
         assert_eq!(s[0].value, 1.5);
         assert_eq!(samples(TEXT, "dispatchd_carrier_bookings_total").len(), 4);
+    }
+
+    #[test]
+    fn the_stores_attempts_add_the_last_hour_and_carriers_this_node_does_not_book() {
+        let mut h = carrier_health(TEXT, &["dhl"]);
+        let totals = [dispatch_store::CarrierAttemptTotal { carrier: "postnl".into(), attempts: 8, failures: 2 }];
+        with_attempts(&mut h, &totals);
+        assert_eq!(h["dhl"].last_hour, Some((0, 0)));
+        assert_eq!(h["dhl"].last_hour_error_rate(), None);
+        assert_eq!((h["postnl"].circuit, h["postnl"].last_hour_error_rate()), ("unknown", Some(0.25)));
     }
 
     #[test]

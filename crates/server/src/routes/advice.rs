@@ -208,7 +208,7 @@ pub async fn sequence_queue(
         return Err(bad(format!("limit must be 1–500, not {limit}")));
     }
     let wh = app.warehouses.get(&code).ok_or_else(|| Problem::not_found(&format!("warehouse {code}")))?.clone();
-    let model = app.intel.get(app.store.as_ref()).await?.ok_or_else(no_model)?;
+    let model = app.intel.get(app.store.as_ref(), app.clock.now()).await?.ok_or_else(no_model)?;
     let q = OrderQuery {
         states: vec![OrderState::Released],
         warehouse: Some(code.clone()),

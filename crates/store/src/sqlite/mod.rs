@@ -23,6 +23,7 @@ use crate::{
 
 mod console;
 mod intel;
+mod ops;
 mod outbound;
 mod security;
 mod writer;
@@ -711,6 +712,27 @@ impl Store for SqliteStore {
 
     async fn history_count(&self) -> Result<i64, StoreError> {
         intel::history_count(&self.pool).await
+    }
+
+    async fn ops_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        hold_age: chrono::Duration,
+    ) -> Result<Vec<crate::OpsCount>, StoreError> {
+        ops::ops_counts(&self.pool, from, to, hold_age).await
+    }
+
+    async fn record_carrier_attempt(&self, a: &crate::CarrierAttempt) -> Result<(), StoreError> {
+        ops::record_carrier_attempt(&self.pool, a).await
+    }
+
+    async fn carrier_attempt_totals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::CarrierAttemptTotal>, StoreError> {
+        ops::carrier_attempt_totals(&self.pool, from, to).await
     }
 
     async fn insert_model(&self, model: &crate::ModelRow, artifact: &[u8]) -> Result<(), StoreError> {

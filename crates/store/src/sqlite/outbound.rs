@@ -209,6 +209,7 @@ pub(crate) async fn purge(pool: &Pool, before: DateTime<Utc>) -> Result<u64, Sto
         "DELETE FROM schedule_runs WHERE finished_at IS NOT NULL AND finished_at < ?1",
         "DELETE FROM idempotency_keys WHERE created_at < ?1",
         "DELETE FROM notifications WHERE created_at < ?1 AND status IN ('sent', 'suppressed', 'failed')",
+        "DELETE FROM carrier_attempts WHERE at < ?1",
     ] {
         n += sqlx::query(sql).bind(at).execute(pool).await?.rows_affected();
     }
