@@ -391,38 +391,34 @@ pub async fn replay_event_log(
             })
         })
         .collect();
-    let read = async {
+    // The store reads pages on its own thread (two pages ahead); this task routes them.
+    let (page_send, mut pages) = tokio::sync::mpsc::channel::<Vec<RawEvent>>(2);
+    let read = store.stream_decision_events(0, page_size, page_send);
+    let route = async {
         let mut router = Router::default();
-        let mut after = 0;
         let mut batch = Vec::with_capacity(batch_size);
-        // The next page is read while this one is routed.
-        let mut page = store.scan_decision_events(after, page_size).await?;
-        while !page.is_empty() && !failed.load(std::sync::atomic::Ordering::Relaxed) {
-            after = page.last().map_or(after, |e| e.seq);
-            let next = store.scan_decision_events(after, page_size);
-            let route = async {
-                for RawEvent { seq, order_id, kind, data } in page {
-                    if let Some(p) = router.route(seq, order_id, &kind, data) {
-                        batch.push(p);
-                        if batch.len() == batch_size {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            // Blocks while every worker is busy: the bound that keeps memory flat.
-                            if send.send(full).await.is_err() {
-                                return;
-                            }
+        while let Some(page) = pages.recv().await {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            for RawEvent { seq, order_id, kind, data } in page {
+                if let Some(p) = router.route(seq, order_id, &kind, data) {
+                    batch.push(p);
+                    if batch.len() == batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        // Waits while every worker is busy: the bound that keeps memory flat.
+                        if send.send(full).await.is_err() {
+                            return;
                         }
                     }
                 }
-            };
-            let (read, ()) = futures::join!(next, route);
-            page = read?;
+            }
         }
         if !batch.is_empty() {
             let _ = send.send(batch).await;
         }
-        Ok::<_, StoreError>(())
     };
-    let read = read.await;
+    let (read, ()) = futures::join!(read, route);
     drop(send);
     let mut total = Tally::new(&candidate, max_examples);
     let mut worker_error = None;
