@@ -252,11 +252,11 @@ async fn a_streamed_replay_reports_exactly_what_the_collected_decisions_report()
         }
         app.clock.advance(chrono::Duration::minutes(37));
     }
-    // Held for customers on watch, and order value weighs five times as much.
+    // Held for customers on watch, and cheaper orders first (the queue reverses).
     let candidate = Policy::compile(
         &DEFAULT_POLICY
             .replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#)
-            .replace("expr = 'order.value / 50.0'", "expr = 'order.value / 10.0'"),
+            .replace("expr = 'order.value / 50.0'", "expr = '150.0 - order.value / 10.0'"),
         "candidate.toml",
         None,
     )
