@@ -40,29 +40,30 @@ pub async fn replay(args: ReplayArgs<'_>, cfg: &Config) -> Result<()> {
     let candidate = config::load_policy(args.candidate, Some(&codes))?;
     let warehouses = Arc::new(cfg.warehouses()?);
     let store = app::open_store(cfg).await?;
-    let spinner = app::progress(0, "reading recorded decisions");
+    let bar = app::progress(0, "replaying recorded decisions");
+    let run = dispatch_server::policy::ReplayRun::new(args.since, args.examples);
     let started = std::time::Instant::now();
-    let decisions =
-        dispatch_server::policy::recorded_decisions(store.as_ref(), args.since, &|n| spinner.inc(n as u64)).await;
+    let tick = bar.clone();
+    let report = dispatch_server::policy::replay_event_log(
+        store.clone(),
+        Arc::new(candidate),
+        warehouses,
+        &run,
+        Arc::new(move |n| tick.inc(n)),
+    )
+    .await;
     store.close().await;
-    spinner.finish_and_clear();
-    let decisions = decisions.context("reading the event log")?;
-    let read = started.elapsed();
-    let bar = app::progress(decisions.len() as u64, "replaying");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let started = std::time::Instant::now();
-    let tick = |n: u64| bar.inc(n);
-    let report = dispatch_policy::replay(&candidate, &decisions, &warehouses, threads, args.examples, &tick);
     bar.finish_and_clear();
+    let report = report.context("replaying the event log")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_text());
         eprintln!(
-            "\nread {} decisions in {:.2?}, replayed in {:.2?} on {threads} thread(s); nothing was changed",
-            decisions.len(),
-            read,
-            started.elapsed()
+            "\nread and replayed {} decisions in {:.2?} on {} thread(s); nothing was changed",
+            report.decisions,
+            started.elapsed(),
+            run.threads
         );
     }
     Ok(())

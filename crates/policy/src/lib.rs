@@ -39,7 +39,9 @@ pub mod template;
 pub use carriers::{BookingRoute, CarrierMatrix, booking_route, choose_carrier};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::OnError;
-pub use replay::{Collector, Parsed, RecordedDecision, ReplayReport, parse_raw, replay};
+pub use replay::{
+    Collector, Parsed, PendingDecision, RecordedDecision, ReplayReport, Router, StoredFacts, Tally, parse_raw, replay,
+};
 pub use risk::{RiskQuery, RiskScore, RiskSource};
 
 use check::{MAX_EXPR_BYTES, MAX_NODES, Ty};

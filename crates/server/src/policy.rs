@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
 use dispatch_core::{Command, Ctx, Evaluation, Evaluator, OrderFacts, OrderState, Warehouse, decide};
-use dispatch_policy::{Collector, Parsed, Policy, PolicyErrors, RecordedDecision, parse_raw};
+use dispatch_policy::{PendingDecision, Policy, PolicyErrors, ReplayReport, Router, Tally};
 use dispatch_store::{OrderQuery, OrderWrite, RawEvent, Store, StoreError, Target, WriteMeta};
 use futures::StreamExt;
 
@@ -357,63 +357,118 @@ pub async fn reevaluate_targets(app: &AppState, targets: Vec<Target>, actor: &st
     Ok(pass)
 }
 
-/// Reads every recorded decision (evaluated at or after `since`) from the event log. Pages are
-/// parsed on two threads while the next page is read.
-pub async fn recorded_decisions(
-    store: &dyn Store,
-    since: Option<DateTime<Utc>>,
-    on_page: &(dyn Fn(usize) + Sync),
-) -> Result<Vec<RecordedDecision>, StoreError> {
-    type Parsing = tokio::task::JoinHandle<Result<Vec<Parsed>, StoreError>>;
-    fn parse(page: Vec<RawEvent>) -> Parsing {
-        tokio::task::spawn_blocking(move || {
-            let half = page.len().div_ceil(2).max(1);
-            std::thread::scope(|s| {
-                let parts: Vec<_> = page
-                    .chunks(half)
-                    .map(|chunk| {
-                        s.spawn(move || {
-                            let mut out = Vec::with_capacity(chunk.len());
-                            for ev in chunk {
-                                let p = parse_raw(&ev.order_id, &ev.kind, &ev.data).map_err(|e| {
-                                    StoreError::Corrupt(format!("event {} of order {}: {e}", ev.seq, ev.order_id))
-                                })?;
-                                out.extend(p);
+/// How a replay of the event log runs.
+#[derive(Debug, Clone)]
+pub struct ReplayRun {
+    /// Only decisions evaluated at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Evaluation workers.
+    pub threads: usize,
+    pub max_examples: usize,
+    /// Events read per query.
+    pub page: u32,
+    /// Decisions handed to a worker at a time.
+    pub batch: usize,
+}
+
+impl ReplayRun {
+    /// One worker per core, 5,000 events a page, 1,000 decisions a batch: small enough that
+    /// what is in flight stays in a few tens of MB (fresh memory costs page faults), large
+    /// enough that the hand-offs cost nothing.
+    pub fn new(since: Option<DateTime<Utc>>, max_examples: usize) -> ReplayRun {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ReplayRun { since, threads, max_examples, page: 5_000, batch: 1_000 }
+    }
+}
+
+/// What-if replay of the event log: re-evaluates every recorded decision (evaluated at or
+/// after `run.since`) under `candidate` and reports the difference. Streams, so that memory
+/// stays bounded and reading overlaps evaluation: this task reads pages of the log in
+/// recording order and sorts them into pending decisions (a hash-map insert per event); the
+/// workers parse each decision with its facts, re-evaluate it and count it into their own
+/// [`Tally`], merged at the end. `on_progress` hears how many decisions were replayed.
+pub async fn replay_event_log(
+    store: Arc<dyn Store>,
+    candidate: Arc<Policy>,
+    warehouses: Arc<dispatch_core::Warehouses>,
+    run: &ReplayRun,
+    on_progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<ReplayReport, StoreError> {
+    let (since, max_examples) = (run.since, run.max_examples);
+    let (page_size, batch_size) = (run.page.max(1), run.batch.max(1));
+    let threads = run.threads.clamp(1, 64);
+    // Two batches in flight per worker: enough to keep them busy while a page is routed.
+    let (send, recv) = tokio::sync::mpsc::channel::<Vec<PendingDecision>>(threads * 2);
+    let recv = Arc::new(std::sync::Mutex::new(recv));
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<tokio::task::JoinHandle<Result<Tally, String>>> = (0..threads)
+        .map(|_| {
+            let (recv, failed, candidate, warehouses, on_progress) =
+                (recv.clone(), failed.clone(), candidate.clone(), warehouses.clone(), on_progress.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut tally = Tally::new(&candidate, max_examples);
+                loop {
+                    // The lock is held only while waiting for the next batch.
+                    let next = recv.lock().map_err(|_| "a replay worker failed".to_string())?.blocking_recv();
+                    let Some(batch) = next else { return Ok(tally) };
+                    let n = batch.len() as u64;
+                    for p in batch {
+                        let seq = p.seq;
+                        match p.parse(since) {
+                            Ok(Some(d)) => tally.replay_one(&candidate, &warehouses, seq as u64, &d),
+                            Ok(None) => {}
+                            Err(e) => {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(e);
                             }
-                            Ok::<_, StoreError>(out)
-                        })
-                    })
-                    .collect();
-                let mut all = Vec::with_capacity(page.len());
-                for h in parts {
-                    all.extend(h.join().map_err(|_| StoreError::Corrupt("a parser thread failed".into()))??);
+                        }
+                    }
+                    on_progress(n);
                 }
-                Ok(all)
             })
         })
-    }
-    let mut c = Collector::new(since);
-    let mut after = 0;
-    let mut pending: Option<(Parsing, usize)> = None;
-    loop {
-        let page = store.scan_decision_events(after, 20_000).await?;
-        if let Some(last) = page.last() {
-            after = last.seq;
-        }
-        let next = (!page.is_empty()).then(|| {
-            let n = page.len();
-            (parse(page), n)
-        });
-        if let Some((job, n)) = pending.take() {
-            let parsed = job.await.map_err(|_| StoreError::Corrupt("parsing the event log failed".into()))??;
-            for p in parsed {
-                c.push_parsed(p);
+        .collect();
+    // The store reads pages on its own thread (two pages ahead); this task routes them.
+    let (page_send, mut pages) = tokio::sync::mpsc::channel::<Vec<RawEvent>>(2);
+    let read = store.stream_decision_events(0, page_size, page_send);
+    let route = async {
+        let mut router = Router::default();
+        let mut batch = Vec::with_capacity(batch_size);
+        while let Some(page) = pages.recv().await {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
             }
-            on_page(n);
+            for RawEvent { seq, order_id, kind, data } in page {
+                if let Some(p) = router.route(seq, order_id, &kind, data) {
+                    batch.push(p);
+                    if batch.len() == batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        // Waits while every worker is busy: the bound that keeps memory flat.
+                        if send.send(full).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
         }
-        match next {
-            Some(n) => pending = Some(n),
-            None => return Ok(c.finish()),
+        if !batch.is_empty() {
+            let _ = send.send(batch).await;
+        }
+    };
+    let (read, ()) = futures::join!(read, route);
+    drop(send);
+    let mut total = Tally::new(&candidate, max_examples);
+    let mut worker_error = None;
+    for w in workers {
+        match w.await {
+            Ok(Ok(t)) => total.merge(t),
+            Ok(Err(e)) => worker_error = worker_error.or(Some(e)),
+            Err(_) => worker_error = worker_error.or(Some("a replay worker failed".to_string())),
         }
     }
+    read?;
+    if let Some(e) = worker_error {
+        return Err(StoreError::Corrupt(format!("reading a recorded decision: {e}")));
+    }
+    Ok(total.finish())
 }

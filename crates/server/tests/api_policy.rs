@@ -228,3 +228,83 @@ async fn the_priority_sweep_refreshes_only_orders_whose_score_can_change() {
     let again = dispatch_server::policy::refresh_priorities(&app.state).await.unwrap();
     assert_eq!(again.changed, 0);
 }
+
+/// The streamed replay of the event log (read on its own thread, parsed and evaluated by
+/// workers, tallies merged) reports exactly what replaying the collected decisions reports:
+/// the same counts, the same (earliest) examples, the same queue ranks of each order's last
+/// decision, whatever the page, batch and worker counts. Runs on PostgreSQL too.
+#[tokio::test]
+async fn a_streamed_replay_reports_exactly_what_the_collected_decisions_report() {
+    use dispatch_policy::{Collector, Policy};
+    use dispatch_server::clock::Clock as _;
+    use dispatch_server::policy::{ReplayRun, replay_event_log};
+    use std::sync::Arc;
+    let app = TestApp::spawn().await;
+    // 10 orders, each updated three times as time passes: 40 decisions, facts changing.
+    for round in 0..4 {
+        for i in 0..10 {
+            let mut b = order(&format!("S/{i}"));
+            b["customer"]["credit_status"] = json!(["ok", "watch"][(i + round) % 2]);
+            b["lines"][0]["unit_value"] = json!(50.0 + 40.0 * ((i * 7 + round * 3) % 10) as f64);
+            b["lines"][0]["qty_allocated"] = json!(if (i + round) % 5 == 0 { 3 } else { 4 });
+            let r = app.post("/api/v1/orders", &b, app.admin()).await;
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+        app.clock.advance(chrono::Duration::minutes(37));
+    }
+    // Held for customers on watch, and cheaper orders first (the queue reverses).
+    let candidate = Policy::compile(
+        &DEFAULT_POLICY
+            .replace(r#"["hold", "blocked", "over_limit"]"#, r#"["hold", "blocked", "over_limit", "watch"]"#)
+            .replace("expr = 'order.value / 50.0'", "expr = '150.0 - order.value / 10.0'"),
+        "candidate.toml",
+        None,
+    )
+    .unwrap();
+    // The reference: every decision collected first, then replayed.
+    let mut collected = Collector::new(None);
+    let mut after = 0;
+    loop {
+        let page = app.store.scan_decision_events(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for ev in page {
+            collected.push_raw(&ev.order_id, &ev.kind, &ev.data).unwrap();
+        }
+    }
+    let decisions = collected.finish();
+    assert_eq!(decisions.len(), 40);
+    let want = dispatch_policy::replay(&candidate, &decisions, &app.state.warehouses, 1, 5, &|_| {});
+    assert_eq!((want.decisions, want.orders), (40, 10));
+    assert!(want.changed > 0 && want.priority.changed > 0 && want.priority.rank_moved > 0, "{want:?}");
+    assert_eq!(want.examples.len(), 5);
+    let candidate = Arc::new(candidate);
+    for (page, batch, threads) in [(7, 3, 3), (20_000, 2_000, 2), (1, 1, 1)] {
+        let run = ReplayRun { since: None, threads, max_examples: 5, page, batch };
+        let replayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = replayed.clone();
+        let got = replay_event_log(
+            app.store.clone(),
+            candidate.clone(),
+            app.state.warehouses.clone(),
+            &run,
+            Arc::new(move |n| {
+                count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, want, "page {page}, batch {batch}, {threads} workers");
+        assert_eq!(replayed.load(std::sync::atomic::Ordering::Relaxed), 40);
+    }
+    // Only the decisions of the last two rounds.
+    let since = app.clock.now() - chrono::Duration::minutes(2 * 37);
+    let recent: Vec<_> = decisions.iter().filter(|d| d.now >= since).cloned().collect();
+    assert_eq!(recent.len(), 20);
+    let want = dispatch_policy::replay(&candidate, &recent, &app.state.warehouses, 1, 5, &|_| {});
+    let run = ReplayRun { since: Some(since), threads: 2, max_examples: 5, page: 6, batch: 4 };
+    let got = replay_event_log(app.store.clone(), candidate, app.state.warehouses.clone(), &run, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+}

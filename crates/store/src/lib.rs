@@ -447,6 +447,26 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     /// of all orders in recording order, after position `after_seq` (0 for the start), as
     /// stored: the reader parses only what it needs. For what-if replay.
     async fn scan_decision_events(&self, after_seq: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
+    /// The same events, all of them after `after_seq`, sent to `sink` in pages of `page` in
+    /// recording order, as one consistent read; stops early when the receiver is dropped. For
+    /// reading a whole log fast (what-if replay). By default it pages with
+    /// [`Store::scan_decision_events`]; SQLite reads in one statement on its own thread.
+    async fn stream_decision_events(
+        &self,
+        after_seq: i64,
+        page: u32,
+        sink: tokio::sync::mpsc::Sender<Vec<RawEvent>>,
+    ) -> Result<(), StoreError> {
+        let mut after = after_seq;
+        loop {
+            let events = self.scan_decision_events(after, page).await?;
+            let Some(last) = events.last() else { return Ok(()) };
+            after = last.seq;
+            if sink.send(events).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
     async fn order_count(&self) -> Result<i64, StoreError>;
     async fn counts(&self) -> Result<OrderCounts, StoreError>;
     /// Members of every wave that departs at or after `departing_from`: orders released or

@@ -225,15 +225,14 @@ pub async fn replay(
         })?),
         None => None,
     };
-    let decisions = crate::policy::recorded_decisions(app.store.as_ref(), since, &|_| {}).await?;
-    let warehouses = app.warehouses.clone();
-    let examples = params.examples.unwrap_or(20).min(200);
-    // CPU-bound: off the async workers, on the machine's cores.
-    let report = tokio::task::spawn_blocking(move || {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        dispatch_policy::replay(&candidate, &decisions, &warehouses, threads, examples, &|_| {})
-    })
-    .await
-    .map_err(|_| Problem::internal())?;
+    let run = crate::policy::ReplayRun::new(since, params.examples.unwrap_or(20).min(200));
+    let report = crate::policy::replay_event_log(
+        app.store.clone(),
+        Arc::new(candidate),
+        app.warehouses.clone(),
+        &run,
+        Arc::new(|_| {}),
+    )
+    .await?;
     Ok(axum::Json(report))
 }

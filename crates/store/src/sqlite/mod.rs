@@ -25,6 +25,7 @@ mod console;
 mod intel;
 mod ops;
 mod outbound;
+mod scan;
 mod security;
 mod writer;
 
@@ -328,6 +329,22 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn stream_decision_events(
+        &self,
+        after_seq: i64,
+        page: u32,
+        sink: mpsc::Sender<Vec<RawEvent>>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut locked = rt.block_on(conn.lock_handle())?;
+            scan::decision_events(locked.as_raw_handle(), after_seq, page as usize, &sink)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("the event log reader stopped".into()))?
     }
 
     async fn route_members(&self, departing_from: DateTime<Utc>) -> Result<Vec<crate::RouteMember>, StoreError> {
