@@ -172,6 +172,16 @@ async fn outage_then_retries_then_fallback_and_tracking_moves_the_order() {
     assert!(m.contains("dispatchd_carrier_bookings_total{carrier=\"alpha\",outcome=\"unavailable\"}"));
     assert!(m.contains("dispatchd_carrier_bookings_total{carrier=\"beta\",outcome=\"booked\"} 5"), "{m}");
     assert!(m.contains("dispatchd_tracking_events_total{carrier=\"beta\",status=\"delivered\"} 5"), "{m}");
+    // Every carrier call is in the database for every node to read: alpha's refusals as
+    // failures, beta's five bookings.
+    drop(server);
+    let store = dispatch_store::SqliteStore::open_path(data.join("dispatchd.db")).await.unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let totals = dispatch_store::Store::carrier_attempt_totals(&store, since, chrono::Utc::now()).await.unwrap();
+    let alpha_t = totals.iter().find(|t| t.carrier == "alpha").expect("alpha's attempts");
+    assert!(alpha_t.attempts >= 3 && alpha_t.failures == alpha_t.attempts, "{totals:?}");
+    let beta_t = totals.iter().find(|t| t.carrier == "beta").expect("beta's attempts");
+    assert_eq!((beta_t.attempts, beta_t.failures), (5, 0), "{totals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
