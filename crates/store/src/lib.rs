@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{DomainError, Event, EventData, HoldReason, Order, OrderState};
 use serde::{Deserialize, Serialize};
 
+pub mod kpi_rows;
 pub mod ops_sql;
 mod outbound_rows;
 pub mod postgres;

@@ -1,8 +1,7 @@
 //! Reads of the operations console: the dispatch board's counts and aging, the KPIs.
 
 use chrono::{DateTime, Utc};
-use dispatch_core::kpi::{Kpis, OrderKpi};
-use futures::TryStreamExt;
+use dispatch_core::kpi::Kpis;
 use sqlx::Row;
 
 use super::SqliteStore;
@@ -35,30 +34,34 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Every order received at or after `from`, folded into the KPIs one narrow row at a
-    /// time from the `orders_kpi` covering index (migration 0100): no event is read and memory
-    /// does not grow with the window beyond one cycle time per dispatched order.
+    /// The KPIs of every order received at or after `from`: two aggregates over the
+    /// `orders_kpi` covering index (migration 0100), see `kpi_rows`.
     pub(super) async fn kpi_fold(&self, from: DateTime<Utc>) -> Result<Kpis, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT warehouse, created_at, released_at, released_on_time, dispatched_at, touched, \
-             expedite_requested, expedite_approved FROM orders WHERE created_at >= ?1",
-        )
-        .bind(to_micros(from))
-        .fetch(&self.pool);
-        let mut k = Kpis::default();
-        while let Some(r) = rows.try_next().await? {
-            k.add(&OrderKpi {
-                warehouse: r.try_get("warehouse")?,
-                received_at: from_micros(r.try_get("created_at")?),
-                released_at: r.try_get::<Option<i64>, _>("released_at")?.map(from_micros),
-                released_on_time: r.try_get("released_on_time")?,
-                dispatched_at: r.try_get::<Option<i64>, _>("dispatched_at")?.map(from_micros),
-                touched: r.try_get("touched")?,
-                expedite_requested: r.try_get("expedite_requested")?,
-                expedite_approved: r.try_get("expedite_approved")?,
-            });
-        }
-        Ok(k.finish())
+        let totals = sqlx::query(sqlx::AssertSqlSafe(crate::kpi_rows::totals_sql("?1")))
+            .bind(to_micros(from))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(crate::kpi_rows::Totals {
+                    warehouse: r.try_get("warehouse")?,
+                    day: r.try_get("day")?,
+                    received: r.try_get("received")?,
+                    released: r.try_get("released")?,
+                    on_time: r.try_get("on_time")?,
+                    dispatched: r.try_get("dispatched")?,
+                    touchless: r.try_get("touchless")?,
+                    requested: r.try_get::<Option<f64>, _>("requested")?.unwrap_or(0.0),
+                    approved: r.try_get::<Option<f64>, _>("approved")?.unwrap_or(0.0),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let cycles: Vec<(String, i64, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(crate::kpi_rows::cycles_sql("?1")))
+                .bind(to_micros(from))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(crate::kpi_rows::assemble(totals, cycles))
     }
 
     /// Held orders per hold reason: the distinct reason lists of the on-hold orders from the

@@ -335,7 +335,7 @@ impl Store for SqliteStore {
         &self,
         after_seq: i64,
         page: u32,
-        sink: mpsc::Sender<Vec<RawEvent>>,
+        sink: tokio::sync::mpsc::Sender<Vec<RawEvent>>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let rt = tokio::runtime::Handle::current();
