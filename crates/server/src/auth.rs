@@ -136,12 +136,34 @@ pub async fn create_token(
 /// request. Revocation therefore takes effect within [`CACHE_TTL`].
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
 
+/// How often a token's `last_used_at` is written at most (per process).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Default)]
 pub struct TokenCache {
     entries: RwLock<HashMap<String, (Principal, Instant)>>,
+    /// When this process last wrote each token's `last_used_at`.
+    touched: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 impl TokenCache {
+    /// `true` for exactly one caller per token per [`TOUCH_EVERY`]: when the cache expires
+    /// under load, every in-flight request of a token misses it at once, and each writing
+    /// `last_used_at` would queue that many writes behind the order writer.
+    fn claim_touch(&self, token_id: &str) -> bool {
+        let mut map = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(token_id) {
+            Some(at) if at.elapsed() < TOUCH_EVERY => false,
+            _ => {
+                if map.len() > 10_000 {
+                    map.retain(|_, at| at.elapsed() < TOUCH_EVERY);
+                }
+                map.insert(token_id.to_string(), Instant::now());
+                true
+            }
+        }
+    }
+
     fn get(&self, key: &str) -> Option<Principal> {
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
         map.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
@@ -173,7 +195,7 @@ impl TokenCache {
 /// effect on the next such request. Reads, and service tokens, may use an answer up to
 /// [`CACHE_TTL`] old.
 pub async fn authenticate(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     cache: &TokenCache,
     token: &str,
     now: DateTime<Utc>,
@@ -212,10 +234,15 @@ pub async fn authenticate(
         user = Some(u.name);
     }
     let p = Principal { token_id: record.id.clone(), name: record.name.clone(), user, roles };
-    if record.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1))
-        && let Err(e) = store.touch_token(&record.id, now).await
-    {
-        tracing::warn!(error = %e, "could not record token use");
+    if record.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) && cache.claim_touch(&record.id) {
+        // Off the request's path: the write waits for the database's write lock, which the
+        // order writer holds most of the time under load, and the request must not wait on it.
+        let (store, id) = (store.clone(), record.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(&id, now).await {
+                tracing::warn!(error = %e, "could not record token use");
+            }
+        });
     }
     cache.put(cache_key, p.clone());
     Ok(p)
@@ -241,7 +268,7 @@ pub async fn require_token(State(app): State<Arc<AppState>>, mut req: Request, n
         .into_response();
     };
     let fresh = !read;
-    match authenticate(app.store.as_ref(), &app.tokens, token.trim(), app.clock.now(), fresh).await {
+    match authenticate(&app.store, &app.tokens, token.trim(), app.clock.now(), fresh).await {
         Ok(p) => {
             if let Err(retry) = app.limiters.per_token.take(&p.token_id, std::time::Instant::now()) {
                 metrics::counter!("dispatchd_rate_limited_total", "by" => "token").increment(1);

@@ -79,7 +79,10 @@ impl WriteQueue {
             Urgency::Request => &self.requests,
             Urgency::Background => &self.background,
         };
-        queue.send(Msg::Write(Box::new(Pending { write, inbound, finish, reply }))).await.map_err(|_| StoreError::Closed)?;
+        queue
+            .send(Msg::Write(Box::new(Pending { write, inbound, finish, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -118,7 +121,8 @@ impl Queues {
             }
         }
         // At shutdown every queued sweep write goes too: its caller is waiting for an answer.
-        let room = if shutdown { usize::MAX } else { BACKGROUND_PER_BATCH.min(max.saturating_sub(batch.len()) + taken) };
+        let room =
+            if shutdown { usize::MAX } else { BACKGROUND_PER_BATCH.min(max.saturating_sub(batch.len()) + taken) };
         while taken < room {
             match self.background.try_recv() {
                 Ok(Msg::Write(p)) => batch.push(*p),

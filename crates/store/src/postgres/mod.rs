@@ -82,7 +82,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
 }
 
 /// Turns job notifications from any node into local wake-ups; reconnects when the database
