@@ -260,8 +260,8 @@ impl PgTx<'_> {
             advisory_locks(conn, &inbound, 2).await?;
             let (a, b) = columns(&inbound);
             let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT source, event_id FROM inbound_events \
-                 WHERE (source, event_id) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b))",
+                "SELECT e.source, e.event_id FROM unnest($1::text[], $2::text[]) AS k(a, b) \
+                 JOIN inbound_events e ON e.source = k.a AND e.event_id = k.b",
             )
             .bind(a)
             .bind(b)
@@ -273,8 +273,8 @@ impl PgTx<'_> {
             advisory_locks(conn, &idempotency, 1).await?;
             let (a, b) = columns(&idempotency);
             let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-                "SELECT scope, key, request_hash, response FROM idempotency_keys \
-                 WHERE (scope, key) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b))",
+                "SELECT i.scope, i.key, i.request_hash, i.response FROM unnest($1::text[], $2::text[]) AS k(a, b) \
+                 JOIN idempotency_keys i ON i.scope = k.a AND i.key = k.b",
             )
             .bind(a)
             .bind(b)
@@ -291,19 +291,32 @@ impl PgTx<'_> {
             // The row may not exist yet: lock the key itself so two nodes cannot create it twice.
             advisory_locks(conn, &keys, 0).await?;
         }
-        if !keys.is_empty() || !ids.is_empty() {
+        // Row locks in id order, like the advisory locks, so nodes queue rather than deadlock.
+        // Two statements rather than one with `OR`: each is an index lookup per key, where the
+        // `OR` made the planner scan the whole table.
+        let mut docs: Vec<String> = Vec::new();
+        if !ids.is_empty() {
+            docs.extend(
+                sqlx::query_scalar::<_, String>("SELECT doc FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?,
+            );
+        }
+        if !keys.is_empty() {
             let (a, b) = columns(&keys);
-            // Row locks in id order, like the advisory locks, so nodes queue rather than deadlock.
-            let docs: Vec<String> = sqlx::query_scalar(
-                "SELECT doc FROM orders WHERE id = ANY($3) \
-                 OR (source, external_id) IN (SELECT a, b FROM unnest($1::text[], $2::text[]) AS k(a, b)) \
-                 ORDER BY id FOR UPDATE",
-            )
-            .bind(a)
-            .bind(b)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
+            docs.extend(
+                sqlx::query_scalar::<_, String>(
+                    "SELECT o.doc FROM unnest($1::text[], $2::text[]) AS k(a, b) \
+                     JOIN orders o ON o.source = k.a AND o.external_id = k.b ORDER BY o.id FOR UPDATE OF o",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_all(&mut *conn)
+                .await?,
+            );
+        }
+        {
             for doc in docs {
                 let o = order_from_doc(&doc)?;
                 self.locked.keys.insert((o.facts.source.clone(), o.facts.external_id.clone()), o.id.clone());
