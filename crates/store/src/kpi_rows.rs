@@ -19,7 +19,7 @@ pub(crate) fn totals_sql(from: &str) -> String {
          sum(CASE WHEN released_at IS NOT NULL AND released_on_time THEN 1 ELSE 0 END) AS on_time, \
          sum(CASE WHEN dispatched_at IS NOT NULL THEN 1 ELSE 0 END) AS dispatched, \
          sum(CASE WHEN dispatched_at IS NOT NULL AND NOT touched THEN 1 ELSE 0 END) AS touchless, \
-         sum(expedite_requested) AS requested, sum(expedite_approved) AS approved \
+         coalesce(sum(expedite_requested), 0.0) AS requested, coalesce(sum(expedite_approved), 0.0) AS approved \
          FROM orders WHERE created_at >= {from} GROUP BY warehouse, created_at / {DAY_US}"
     )
 }
@@ -41,6 +41,7 @@ pub(crate) fn day(n: i64) -> NaiveDate {
 }
 
 /// One row of [`totals_sql`].
+#[derive(sqlx::FromRow)]
 pub(crate) struct Totals {
     pub warehouse: String,
     pub day: i64,

@@ -37,25 +37,11 @@ impl PgStore {
     /// The KPIs of every order received at or after `from`: two aggregates over the
     /// `orders_kpi` covering index (migration 0100), see `kpi_rows`.
     pub(super) async fn kpi_fold(&self, from: DateTime<Utc>) -> Result<Kpis, StoreError> {
-        let totals = sqlx::query(sqlx::AssertSqlSafe(crate::kpi_rows::totals_sql("$1")))
-            .bind(to_micros(from))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(crate::kpi_rows::Totals {
-                    warehouse: r.try_get("warehouse")?,
-                    day: r.try_get("day")?,
-                    received: r.try_get("received")?,
-                    released: r.try_get("released")?,
-                    on_time: r.try_get("on_time")?,
-                    dispatched: r.try_get("dispatched")?,
-                    touchless: r.try_get("touchless")?,
-                    requested: r.try_get::<Option<f64>, _>("requested")?.unwrap_or(0.0),
-                    approved: r.try_get::<Option<f64>, _>("approved")?.unwrap_or(0.0),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let totals: Vec<crate::kpi_rows::Totals> =
+            sqlx::query_as(sqlx::AssertSqlSafe(crate::kpi_rows::totals_sql("$1")))
+                .bind(to_micros(from))
+                .fetch_all(&self.pool)
+                .await?;
         let cycles: Vec<(String, i64, i64, i64)> =
             sqlx::query_as(sqlx::AssertSqlSafe(crate::kpi_rows::cycles_sql("$1")))
                 .bind(to_micros(from))
