@@ -244,6 +244,11 @@ impl BatchView {
         BatchView { follow_ups, ..BatchView::default() }
     }
 
+    /// The orders the batch left, by id, and their natural keys.
+    pub(crate) fn into_orders(self) -> (HashMap<String, Order>, HashMap<(String, String), String>) {
+        (self.orders, self.keys)
+    }
+
     /// The order as an earlier write of this batch left it, if one did.
     pub fn order(&self, target: &Target) -> Option<Order> {
         let id = match target {

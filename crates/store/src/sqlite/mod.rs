@@ -72,7 +72,7 @@ pub struct SqliteStore {
     /// entries never go stale.
     tracking: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
     writes: crate::write::WriteQueue,
-    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -105,7 +105,8 @@ impl SqliteStore {
         // bulk of the copying runs here, beside it, in PASSIVE mode, which never blocks a
         // writer or a reader, and the writer only finishes the copy between batches so that
         // the WAL rewinds (see `writer::run`).
-        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut wconn).await?;
+        // (The writer's own connection has `wal_autocheckpoint = 0`: see `writer::connect`.)
+        sqlx::Connection::close(wconn).await?;
         let checkpointer = pool.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -134,8 +135,18 @@ impl SqliteStore {
         });
         let (tx, rx) = crate::write::queues();
         let jobs = Arc::new(Notify::new());
-        let handle =
-            tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
+        let path = opts.path.clone();
+        let conn = tokio::task::spawn_blocking(move || writer::connect(&path, opts.durability))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("opening the writer's connection: {e}")))??;
+        let config = writer::Config {
+            max_batch: opts.max_batch,
+            jobs: jobs.clone(),
+            follow_ups: opts.follow_ups,
+            publish: opts.publish,
+        };
+        let handle = writer::spawn(conn, rx, config)
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
             pool,
             jobs,
@@ -849,7 +860,7 @@ impl Store for SqliteStore {
         let handle = self.writer.lock().await.take();
         if let Some(h) = handle {
             self.writes.shutdown().await;
-            let _ = h.await;
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         self.pool.close().await;
     }
