@@ -91,7 +91,7 @@ macro_rules! ops_store {
 
         use crate::ops_sql;
         use crate::time::{from_micros, to_micros};
-        use crate::{CarrierAttempt, CarrierAttemptTotal, OpsCount, OpsCounter, StoreError};
+        use crate::{CarrierAttemptTotal, OpsCount, OpsCounter, StoreError};
 
         pub(super) async fn ops_counts(
             pool: &Pool,
@@ -130,18 +130,6 @@ macro_rules! ops_store {
                 });
             }
             Ok(out)
-        }
-
-        pub(super) async fn record_carrier_attempt(pool: &Pool, a: &CarrierAttempt) -> Result<(), StoreError> {
-            sqlx::query(sql(ops_sql::INSERT_ATTEMPT))
-                .bind(to_micros(a.at))
-                .bind(&a.carrier)
-                .bind(&a.warehouse)
-                .bind(&a.order_id)
-                .bind(&a.outcome)
-                .execute(pool)
-                .await?;
-            Ok(())
         }
 
         pub(super) async fn carrier_attempt_totals(

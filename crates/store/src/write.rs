@@ -25,9 +25,17 @@ pub(crate) struct Pending {
 
 pub(crate) enum Msg {
     Write(Box<Pending>),
+    /// A statement of the store's own (a job claim, an attempt row) for the SQLite writer to
+    /// run in its next transaction, so that nothing outside the writer waits on the write lock.
+    Task(Task),
     /// Queued behind every write already sent, so those commit before the writer stops.
     Shutdown,
 }
+
+/// A [`Msg::Task`]: run inside the writer's transaction, it returns how to answer its caller
+/// once that transaction has committed (`None`) or failed (`Some(error)`).
+pub(crate) type Task = Box<dyn FnOnce(&rusqlite::Connection) -> Answer + Send>;
+pub(crate) type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// Whose write it is: a caller waiting for its answer, or a sweep of the system's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +94,11 @@ impl WriteQueue {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues a task for the writer's next transaction (see [`Msg::Task`]).
+    pub(crate) async fn task(&self, task: Task) -> Result<(), StoreError> {
+        self.requests.send(Msg::Task(task)).await.map_err(|_| StoreError::Closed)
+    }
+
     /// Asks the writer to stop once everything queued before has committed.
     pub(crate) async fn shutdown(&self) {
         let _ = self.requests.send(Msg::Shutdown).await;
@@ -98,9 +111,10 @@ impl Queues {
         self.requests.is_empty() && self.background.is_empty()
     }
 
-    /// Waits for work and fills `batch`: requests first, up to `max`, then background writes
-    /// up to their share. Returns `true` when the writer is to stop after this batch.
-    pub(crate) async fn next_batch(&mut self, max: usize, batch: &mut Vec<Pending>) -> bool {
+    /// Waits for work and fills `batch` (and `tasks`): requests first, up to `max`, then
+    /// background writes up to their share. Returns `true` when the writer is to stop after
+    /// this batch.
+    pub(crate) async fn next_batch(&mut self, max: usize, batch: &mut Vec<Pending>, tasks: &mut Vec<Task>) -> bool {
         let (first, mut taken) = tokio::select! {
             biased;
             m = self.requests.recv() => (m, 0),
@@ -111,11 +125,16 @@ impl Queues {
                 batch.push(*p);
                 false
             }
+            Some(Msg::Task(t)) => {
+                tasks.push(t);
+                false
+            }
             Some(Msg::Shutdown) | None => true,
         };
-        while !shutdown && batch.len() < max {
+        while !shutdown && batch.len() + tasks.len() < max {
             match self.requests.try_recv() {
                 Ok(Msg::Write(p)) => batch.push(*p),
+                Ok(Msg::Task(t)) => tasks.push(t),
                 Ok(Msg::Shutdown) => shutdown = true,
                 Err(_) => break,
             }
@@ -126,6 +145,7 @@ impl Queues {
         while taken < room {
             match self.background.try_recv() {
                 Ok(Msg::Write(p)) => batch.push(*p),
+                Ok(Msg::Task(t)) => tasks.push(t),
                 Ok(Msg::Shutdown) => shutdown = true,
                 Err(_) => break,
             }
@@ -387,7 +407,7 @@ mod tests {
             send(&q.requests, &format!("request-{i}")).await;
         }
         let mut batch = Vec::new();
-        assert!(!queues.next_batch(256, &mut batch).await);
+        assert!(!queues.next_batch(256, &mut batch, &mut Vec::new()).await);
         let names: Vec<String> = batch.iter().map(name).collect();
         assert_eq!(names.len(), 5 + BACKGROUND_PER_BATCH);
         assert!(names[..5].iter().all(|n| n.starts_with("request-")), "{names:?}");
@@ -395,7 +415,7 @@ mod tests {
         let mut left = 100 - BACKGROUND_PER_BATCH;
         while left > 0 {
             batch.clear();
-            assert!(!queues.next_batch(256, &mut batch).await);
+            assert!(!queues.next_batch(256, &mut batch, &mut Vec::new()).await);
             assert!(batch.len() <= BACKGROUND_PER_BATCH);
             left -= batch.len();
         }
@@ -411,7 +431,7 @@ mod tests {
             send(&q.background, &format!("sweep-{i}")).await;
         }
         let mut batch = Vec::new();
-        queues.next_batch(4, &mut batch).await;
+        queues.next_batch(4, &mut batch, &mut Vec::new()).await;
         assert_eq!(batch.iter().map(name).collect::<Vec<_>>(), ["request-0", "request-1", "request-2", "request-3"]);
     }
 
@@ -425,7 +445,7 @@ mod tests {
         send(&q.requests, "request-0").await;
         q.shutdown().await;
         let mut batch = Vec::new();
-        assert!(queues.next_batch(256, &mut batch).await);
+        assert!(queues.next_batch(256, &mut batch, &mut Vec::new()).await);
         assert_eq!(batch.len(), 51);
         assert!(queues.is_empty());
     }

@@ -29,7 +29,8 @@ pub(crate) async fn run(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     loop {
-        let shutdown = queues.next_batch(max_batch, &mut batch).await;
+        // Tasks are for the SQLite writer; this store sends none (dropping one answers Closed).
+        let shutdown = queues.next_batch(max_batch, &mut batch, &mut Vec::new()).await;
         let size = batch.len();
         let started = std::time::Instant::now();
         let enqueued = size > 0 && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups, publish).await;

@@ -157,6 +157,19 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f` on the writer's connection, in its next transaction (see `writer::task`).
+    /// For the store's own frequent writes outside orders (job claims and their ends, carrier
+    /// attempts): under load the writer holds the write lock almost all the time, and a pool
+    /// connection would wait for it in SQLite's busy handler, seconds at worst.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (task, answer) = writer::task(f);
+        self.writes.task(task).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Opens a database file for a short CLI task (token creation, migration).
     pub async fn open_path(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let mut o = SqliteOptions::new(path);
@@ -416,12 +429,13 @@ impl Store for SqliteStore {
     }
 
     async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(to_micros(at))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let id = id.to_string();
+        self.on_writer(move |conn| {
+            conn.prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")?
+                .execute(rusqlite::params![id, to_micros(at)])
+        })
+        .await
+        .map(drop)
     }
 
     async fn claim_jobs(
@@ -456,34 +470,51 @@ impl Store for SqliteStore {
         if !due {
             return Ok(vec![]);
         }
-        // One statement, so SQLite's single writer makes the claim atomic; PostgreSQL will use
-        // FOR UPDATE SKIP LOCKED for the same effect across nodes.
-        let mut b: QueryBuilder<Sqlite> =
-            QueryBuilder::new("UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ");
-        b.push_bind(lease_until).push(", locked_by = ").push_bind(worker.to_string());
-        b.push(", updated_at = ").push_bind(now_us);
-        b.push(" WHERE id IN (SELECT id FROM jobs WHERE kind IN (");
-        let mut sep = b.separated(", ");
-        for k in kinds {
-            sep.push_bind(k.to_string());
-        }
-        b.push(") AND ((status = 'pending' AND run_at <= ").push_bind(now_us);
-        b.push(") OR (status = 'running' AND lease_until < ").push_bind(now_us);
-        b.push(")) ORDER BY run_at, id LIMIT ").push_bind(i64::from(limit));
-        b.push(") RETURNING id, kind, order_id, dedupe_key, payload, attempts, lease_until");
-        let rows = b.build().fetch_all(&self.pool).await?;
+        // One statement, so the claim is atomic; PostgreSQL uses FOR UPDATE SKIP LOCKED for
+        // the same effect across nodes. Run by the writer: under load it holds the write lock
+        // almost all the time, and a pool connection would wait for it in SQLite's busy handler.
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let worker = worker.to_string();
+        let rows = self
+            .on_writer(move |conn| {
+                let list: Vec<String> = (5..5 + kinds.len()).map(|i| format!("?{i}")).collect();
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?1, locked_by = ?2, \
+                     updated_at = ?3 WHERE id IN (SELECT id FROM jobs WHERE kind IN ({}) \
+                     AND ((status = 'pending' AND run_at <= ?3) OR (status = 'running' AND lease_until < ?3)) \
+                     ORDER BY run_at, id LIMIT ?4) \
+                     RETURNING id, kind, order_id, dedupe_key, payload, attempts, lease_until",
+                    list.join(", ")
+                );
+                let mut values: Vec<rusqlite::types::Value> =
+                    vec![lease_until.into(), worker.into(), now_us.into(), i64::from(limit).into()];
+                values.extend(kinds.into_iter().map(rusqlite::types::Value::from));
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         let mut jobs = rows
-            .iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
+            .into_iter()
+            .map(|(id, kind, order_id, dedupe_key, payload, attempts, lease_until)| {
                 Ok(Job {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    order_id: r.try_get("order_id")?,
-                    dedupe_key: r.try_get("dedupe_key")?,
+                    id,
+                    kind,
+                    order_id,
+                    dedupe_key,
                     payload: serde_json::from_str(&payload)?,
-                    attempts: r.try_get("attempts")?,
-                    lease_until: from_micros(r.try_get("lease_until")?),
+                    attempts,
+                    lease_until: from_micros(lease_until),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -498,33 +529,31 @@ impl Store for SqliteStore {
         status: JobStatus,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = ?3, last_error = COALESCE(?4, last_error), lease_until = NULL, updated_at = ?5 \
-             WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(status.code())
-        .bind(error)
-        .bind(to_micros(Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let (worker, error, now) = (worker.to_string(), error.map(str::to_string), to_micros(Utc::now()));
+        let changed = self
+            .on_writer(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET status = ?3, last_error = COALESCE(?4, last_error), lease_until = NULL, \
+                     updated_at = ?5 WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
+                )?
+                .execute(rusqlite::params![id, worker, status.code(), error, now])
+            })
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn retry_job(&self, id: i64, worker: &str, run_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'pending', run_at = ?3, last_error = ?4, lease_until = NULL, locked_by = NULL, \
-             updated_at = ?5 WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(to_micros(run_at))
-        .bind(error)
-        .bind(to_micros(Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let (worker, error, now) = (worker.to_string(), error.to_string(), to_micros(Utc::now()));
+        let changed = self
+            .on_writer(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET status = 'pending', run_at = ?3, last_error = ?4, lease_until = NULL, \
+                     locked_by = NULL, updated_at = ?5 WHERE id = ?1 AND locked_by = ?2 AND status = 'running'",
+                )?
+                .execute(rusqlite::params![id, worker, to_micros(run_at), error, now])
+            })
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
@@ -752,7 +781,18 @@ impl Store for SqliteStore {
     }
 
     async fn record_carrier_attempt(&self, a: &crate::CarrierAttempt) -> Result<(), StoreError> {
-        ops::record_carrier_attempt(&self.pool, a).await
+        let a = a.clone();
+        self.on_writer(move |conn| {
+            conn.prepare_cached(crate::ops_sql::INSERT_ATTEMPT)?.execute(rusqlite::params![
+                to_micros(a.at),
+                a.carrier,
+                a.warehouse,
+                a.order_id,
+                a.outcome
+            ])
+        })
+        .await
+        .map(drop)
     }
 
     async fn carrier_attempt_totals(
@@ -784,7 +824,28 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_jobs(&self, jobs: &[crate::NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = outbound::enqueue_jobs(&self.pool, jobs, now).await?;
+        let (jobs, now) = (jobs.to_vec(), to_micros(now));
+        let n = self
+            .on_writer(move |conn| {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (dedupe_key) DO NOTHING",
+                )?;
+                let mut n = 0;
+                for j in jobs {
+                    let payload = j.payload.to_string();
+                    n += insert.execute(rusqlite::params![
+                        j.kind,
+                        j.order_id,
+                        j.dedupe_key,
+                        payload,
+                        to_micros(j.run_at),
+                        now
+                    ])?;
+                }
+                Ok(n as u64)
+            })
+            .await?;
         if n > 0 {
             self.jobs.notify_waiters();
         }

@@ -2,34 +2,14 @@
 //! both backends; only the placeholders and the pool type differ.
 
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
 
 use crate::StoreError;
 use crate::outbound_rows::{
-    self, ENDPOINT_COLUMNS, EndpointSecret, NOTIFICATION_COLUMNS, NewJob, NotificationRecord, WebhookEndpointRow,
+    self, ENDPOINT_COLUMNS, EndpointSecret, NOTIFICATION_COLUMNS, NotificationRecord, WebhookEndpointRow,
 };
 use crate::time::to_micros;
 
 type Pool = sqlx::Pool<sqlx::Sqlite>;
-
-pub(crate) async fn enqueue_jobs(pool: &Pool, jobs: &[NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
-    if jobs.is_empty() {
-        return Ok(0);
-    }
-    let mut b: QueryBuilder<sqlx::Sqlite> =
-        QueryBuilder::new("INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) ");
-    b.push_values(jobs, |mut r, j| {
-        r.push_bind(j.kind.clone())
-            .push_bind(j.order_id.clone())
-            .push_bind(j.dedupe_key.clone())
-            .push_bind(j.payload.to_string())
-            .push_bind(to_micros(j.run_at))
-            .push_bind(to_micros(now))
-            .push_bind(to_micros(now));
-    });
-    b.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-    Ok(b.build().execute(pool).await?.rows_affected())
-}
 
 pub(crate) async fn insert_endpoint(pool: &Pool, e: &WebhookEndpointRow) -> Result<(), StoreError> {
     sqlx::query(

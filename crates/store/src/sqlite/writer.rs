@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::Durability;
 use crate::time::to_micros;
-use crate::write::{BatchView, Pending, Plan, Queues, WriteTx, order_from_doc, write_one};
+use crate::write::{Answer, BatchView, Pending, Plan, Queues, Task, WriteTx, order_from_doc, write_one};
 use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
 
 /// What the writer thread needs besides its queues.
@@ -99,14 +99,16 @@ const CHECKPOINT_BUSY: Duration = Duration::from_secs(1);
 fn run(mut conn: Connection, mut queues: Queues, config: Config) {
     let max_batch = config.max_batch.max(1);
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut tasks: Vec<Task> = Vec::new();
     let mut committed = Committed::default();
     let mut last_checkpoint = Instant::now();
     loop {
         // tokio's channels need no runtime to be waited on: this thread just parks.
-        let shutdown = futures::executor::block_on(queues.next_batch(max_batch, &mut batch));
-        if !batch.is_empty() {
-            let (size, started) = (batch.len(), Instant::now());
-            let enqueued = commit_batch(&mut conn, std::mem::take(&mut batch), &mut committed, &config);
+        let shutdown = futures::executor::block_on(queues.next_batch(max_batch, &mut batch, &mut tasks));
+        if !batch.is_empty() || !tasks.is_empty() {
+            let (size, started) = (batch.len() + tasks.len(), Instant::now());
+            let work = (std::mem::take(&mut batch), std::mem::take(&mut tasks));
+            let enqueued = commit_batch(&mut conn, work, &mut committed, &config);
             crate::write::observe_batch("sqlite", size, started.elapsed());
             if enqueued {
                 // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
@@ -137,14 +139,23 @@ fn run(mut conn: Connection, mut queues: Queues, config: Config) {
 }
 
 /// Commits one batch and answers its callers; `true` when it enqueued follow-up jobs.
-fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, committed: &mut Committed, config: &Config) -> bool {
+fn commit_batch(
+    conn: &mut Connection,
+    (batch, tasks): (Vec<Pending>, Vec<Task>),
+    committed: &mut Committed,
+    config: &Config,
+) -> bool {
     let mut view = BatchView::with_follow_ups(config.follow_ups);
-    let result = attempt(conn, &batch, committed, config.publish, &mut view);
+    let mut answers = Vec::with_capacity(tasks.len());
+    let result = attempt(conn, &batch, tasks, &mut answers, committed, config.publish, &mut view);
     match result {
         Ok((results, enqueued)) => {
             committed.absorb(view);
             for (p, r) in batch.into_iter().zip(results) {
                 let _ = p.reply.send(r);
+            }
+            for answer in answers {
+                answer(None);
             }
             enqueued
         }
@@ -153,10 +164,12 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, committed: &mut Comm
             // The cache may be what was wrong (another process wrote the same database, a
             // version clashed): start from the database again.
             committed.clear();
+            let why = format!("write batch failed, nothing was committed: {e}");
             for p in batch {
-                let _ = p
-                    .reply
-                    .send(Err(StoreError::Unavailable(format!("write batch failed, nothing was committed: {e}"))));
+                let _ = p.reply.send(Err(StoreError::Unavailable(why.clone())));
+            }
+            for answer in answers {
+                answer(Some(&why));
             }
             false
         }
@@ -167,11 +180,17 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, committed: &mut Comm
 fn attempt(
     conn: &mut Connection,
     batch: &[Pending],
+    tasks: Vec<Task>,
+    answers: &mut Vec<Answer>,
     committed: &mut Committed,
     publish: crate::PublishEvents,
     view: &mut BatchView,
 ) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Each task keeps to a savepoint of its own (see `task`): one that fails leaves the rest.
+    for task in tasks {
+        answers.push(task(&tx));
+    }
     view.follow_ups.publish_events = match publish {
         crate::PublishEvents::Always => true,
         crate::PublishEvents::Never => false,
@@ -458,4 +477,32 @@ fn append_chain(conn: &Connection, drafts: Vec<AuditDraft>) -> rusqlite::Result<
     }
     conn.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?.execute(params![seq, hash])?;
     Ok(())
+}
+
+/// Wraps `f` as a writer [`Task`]: it runs in a savepoint of the writer's transaction (its
+/// error undoes only its own statements), and its caller gets `f`'s value once the
+/// transaction has committed.
+pub(crate) fn task<T: Send + 'static>(
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> (Task, tokio::sync::oneshot::Receiver<Result<T, StoreError>>) {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let task: Task = Box::new(move |conn: &Connection| {
+        let r = conn.execute_batch("SAVEPOINT task").and_then(|()| match f(conn) {
+            Ok(v) => conn.execute_batch("RELEASE task").map(|()| v),
+            Err(e) => {
+                // Undo this task's statements only; the batch goes on.
+                let _ = conn.execute_batch("ROLLBACK TO task; RELEASE task");
+                Err(e)
+            }
+        });
+        Box::new(move |failed: Option<&str>| {
+            let answer = match (r, failed) {
+                (Err(e), _) => Err(StoreError::Sqlite(e)),
+                (Ok(_), Some(why)) => Err(StoreError::Unavailable(why.to_string())),
+                (Ok(v), None) => Ok(v),
+            };
+            let _ = reply.send(answer);
+        })
+    });
+    (task, rx)
 }
