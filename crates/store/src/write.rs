@@ -160,7 +160,7 @@ impl Queues {
 pub(crate) const ORDERS_INSERT: &str = "INSERT INTO orders (id, source, external_id, version, state, warehouse, \
      priority, hold_reasons, customer_id, channel, service_level, latest_departure, created_at, updated_at, \
      state_since, doc, route_key, late_departure_risk, released_at, released_on_time, dispatched_at, touched, \
-     expedite_requested, expedite_approved) ";
+     expedite_requested, expedite_approved, tracking_number) ";
 pub(crate) const ORDERS_ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
      state = excluded.state, warehouse = excluded.warehouse, priority = excluded.priority, \
      hold_reasons = excluded.hold_reasons, customer_id = excluded.customer_id, channel = excluded.channel, \
@@ -169,7 +169,8 @@ pub(crate) const ORDERS_ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET ver
      route_key = excluded.route_key, late_departure_risk = excluded.late_departure_risk, \
      released_at = excluded.released_at, released_on_time = excluded.released_on_time, \
      dispatched_at = excluded.dispatched_at, touched = excluded.touched, \
-     expedite_requested = excluded.expedite_requested, expedite_approved = excluded.expedite_approved";
+     expedite_requested = excluded.expedite_requested, expedite_approved = excluded.expedite_approved, \
+     tracking_number = excluded.tracking_number";
 
 /// The projection's console columns (migration 0100), bound after `route_key` in this order:
 /// the model's risk for the board's filter, and what the order contributes to the KPIs.

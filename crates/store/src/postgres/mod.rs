@@ -576,10 +576,8 @@ impl Store for PgStore {
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
-        // The same expression as the index `orders_tracking_number`.
         Ok(sqlx::query_as(
-            "SELECT id, (doc::jsonb) -> 'shipment' ->> 'carrier' FROM orders \
-             WHERE ((doc::jsonb) -> 'shipment' ->> 'tracking_number') = $1 LIMIT 1",
+            "SELECT id, (doc::jsonb) -> 'shipment' ->> 'carrier' FROM orders WHERE tracking_number = $1 LIMIT 1",
         )
         .bind(tracking_number)
         .fetch_optional(&self.pool)

@@ -394,7 +394,8 @@ impl Staged {
                     .push_bind(c.dispatched_at)
                     .push_bind(c.touched)
                     .push_bind(c.expedite_requested)
-                    .push_bind(c.expedite_approved);
+                    .push_bind(c.expedite_approved)
+                    .push_bind(o.shipment.as_ref().map(|s| s.tracking_number.clone()));
             });
             b.push(crate::write::ORDERS_ON_CONFLICT);
             b.build().execute(&mut *conn).await?;

@@ -696,11 +696,10 @@ impl Store for SqliteStore {
         if let Some(hit) = self.tracking.lock().unwrap_or_else(|p| p.into_inner()).get(tracking_number) {
             return Ok(Some(hit.clone()));
         }
-        // The same expression as the index `orders_tracking_number`, so the index is used.
+        // `IS NOT NULL` lets the planner use the partial index `orders_tracking_number`.
         let found: Option<(String, String)> = sqlx::query_as(
             "SELECT id, json_extract(doc, '$.shipment.carrier') FROM orders \
-             WHERE json_extract(doc, '$.shipment.tracking_number') = ?1 \
-             AND json_extract(doc, '$.shipment.tracking_number') IS NOT NULL LIMIT 1",
+             WHERE tracking_number = ?1 AND tracking_number IS NOT NULL LIMIT 1",
         )
         .bind(tracking_number)
         .fetch_optional(&self.pool)

@@ -365,6 +365,7 @@ impl SqliteTx<'_> {
             c.touched,
             c.expedite_requested,
             c.expedite_approved,
+            o.shipment.as_ref().map(|s| s.tracking_number.as_str()),
         ])?;
         Ok(())
     }
@@ -382,7 +383,7 @@ impl SqliteTx<'_> {
 
 /// [`crate::write::ORDERS_INSERT`] with one row of positional parameters.
 static ORDERS_UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let values: Vec<String> = (1..=24).map(|i| format!("?{i}")).collect();
+    let values: Vec<String> = (1..=25).map(|i| format!("?{i}")).collect();
     format!("{}VALUES ({}){}", crate::write::ORDERS_INSERT, values.join(", "), crate::write::ORDERS_ON_CONFLICT)
 });
 
