@@ -126,8 +126,9 @@ impl OutboundWorker {
                 }
                 match self.run_due().await {
                     Ok(0) => {
+                        let kinds = self.kinds();
                         tokio::select! {
-                            _ = self.store.wait_for_jobs(idle) => {}
+                            _ = self.store.wait_for_jobs(&kinds, idle) => {}
                             _ = shutdown.changed() => {}
                         }
                     }

@@ -331,7 +331,7 @@ impl Worker {
                 };
                 if claimed == 0 {
                     tokio::select! {
-                        _ = self.store.wait_for_jobs(idle) => {}
+                        _ = self.store.wait_for_jobs(&[ODOO_WRITEBACK], idle) => {}
                         _ = stop.changed() => {}
                     }
                 }

@@ -192,7 +192,7 @@ pub fn spawn_remainder_worker(
                 Err(e) => tracing::warn!(error = %e, "creating backorder remainders failed; retrying"),
             }
             tokio::select! {
-                _ = app.store.wait_for_jobs(std::time::Duration::from_secs(1)) => {}
+                _ = app.store.wait_for_jobs(&[CREATE_REMAINDER], std::time::Duration::from_secs(1)) => {}
                 _ = stop.changed() => {}
             }
         }

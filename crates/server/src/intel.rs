@@ -327,7 +327,7 @@ pub fn spawn_history_worker(
                 Err(e) => tracing::warn!(error = %e, "recording dispatch history failed; retrying"),
             }
             tokio::select! {
-                _ = app.store.wait_for_jobs(std::time::Duration::from_secs(1)) => {}
+                _ = app.store.wait_for_jobs(&[RECORD_DISPATCH], std::time::Duration::from_secs(1)) => {}
                 _ = stop.changed() => {}
             }
         }

@@ -19,6 +19,7 @@ mod outbound_rows;
 pub mod postgres;
 mod schedule_rows;
 pub mod security;
+mod signals;
 pub mod sqlite;
 pub mod testing;
 mod time;
@@ -508,9 +509,10 @@ pub trait Store: security::SecurityStore + Send + Sync + 'static {
     async fn retry_job(&self, id: i64, worker: &str, run_at: DateTime<Utc>, error: &str) -> Result<bool, StoreError>;
     async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
 
-    /// Waits until new jobs may be due (enqueued by any node) or the timeout passes. Workers
-    /// poll with this instead of sleeping, so a release is booked without delay.
-    async fn wait_for_jobs(&self, timeout: std::time::Duration);
+    /// Waits until new jobs of one of `kinds` may be due (enqueued by any node) or the timeout
+    /// passes. Workers poll with this instead of sleeping, so a release is booked without
+    /// delay; a worker is woken only for its own kinds.
+    async fn wait_for_jobs(&self, kinds: &[&str], timeout: std::time::Duration);
     /// Tries to become the leader for `name` (one scheduler among several nodes). The lease is
     /// held until the returned guard is dropped or this node dies.
     async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;

@@ -197,7 +197,7 @@ async fn workers_wake_up_when_jobs_are_enqueued() {
         let store = store.clone();
         tokio::spawn(async move {
             let start = std::time::Instant::now();
-            store.wait_for_jobs(std::time::Duration::from_secs(20)).await;
+            store.wait_for_jobs(&["book_shipment"], std::time::Duration::from_secs(20)).await;
             start.elapsed()
         })
     };

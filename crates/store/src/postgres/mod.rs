@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use dispatch_core::{Event, EventData, Order};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, QueryBuilder, Row};
-use tokio::sync::Notify;
 
 use crate::time::{from_micros, to_micros};
 use crate::write::{Urgency, order_from_doc};
@@ -32,6 +31,10 @@ pub struct PgOptions {
     pub url: String,
     pub max_connections: u32,
     pub max_batch: usize,
+    /// Writer connections of this node. Each commits its own batches; while one waits for
+    /// its commit (the database's fsync) another decides and sends the next batch. Nodes
+    /// already write side by side, so these need nothing more.
+    pub writers: usize,
     /// Optional follow-up jobs (integration write-backs) this deployment wants.
     pub follow_ups: dispatch_core::effects::FollowUpConfig,
     /// When changes are published; overrides `follow_ups.publish_events`.
@@ -44,6 +47,7 @@ impl PgOptions {
             url: url.into(),
             max_connections: 8,
             max_batch: 256,
+            writers: 2,
             follow_ups: Default::default(),
             publish: Default::default(),
         }
@@ -53,9 +57,9 @@ impl PgOptions {
 pub struct PgStore {
     pool: PgPool,
     connect: PgConnectOptions,
-    jobs: Arc<Notify>,
+    jobs: Arc<crate::signals::JobSignals>,
     writes: crate::write::WriteQueue,
-    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -66,17 +70,38 @@ impl PgStore {
         let mut wconn = PgConnection::connect_with(&connect).await?;
         // Several nodes may start at once: the migrator takes its own advisory lock.
         sqlx::migrate!("./migrations/postgres").run(&mut wconn).await?;
+        let mut conns = vec![wconn];
+        for _ in 1..opts.writers.max(1) {
+            conns.push(PgConnection::connect_with(&connect).await?);
+        }
+        for conn in &mut conns {
+            // The writer's statements join the batch's keys (`unnest`) to tables that grow
+            // fast. A generic plan made while a table was small (or not yet analyzed) scans the
+            // whole table for every batch from then on; a plan for the actual keys uses indexes.
+            sqlx::query("SET plan_cache_mode = force_custom_plan").execute(&mut *conn).await?;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect.clone())
             .await?;
-        let jobs = Arc::new(Notify::new());
+        let jobs = Arc::new(crate::signals::JobSignals::default());
         let listener = tokio::spawn(listen(connect.clone(), jobs.clone()));
         let (tx, rx) = crate::write::queues();
-        let handle =
-            tokio::spawn(writer::run(wconn, rx, opts.max_batch.max(1), jobs.clone(), opts.follow_ups, opts.publish));
-        Ok(PgStore { pool, connect, jobs, writes: tx, writer: tokio::sync::Mutex::new(Some(handle)), listener })
+        let shared = writer::Shared::new(rx);
+        let writers = conns
+            .into_iter()
+            .map(|conn| {
+                let config = writer::Config {
+                    max_batch: opts.max_batch.max(1),
+                    jobs: jobs.clone(),
+                    follow_ups: opts.follow_ups,
+                    publish: opts.publish,
+                };
+                tokio::spawn(writer::run(conn, shared.clone(), config))
+            })
+            .collect();
+        Ok(PgStore { pool, connect, jobs, writes: tx, writers: tokio::sync::Mutex::new(writers), listener })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -86,14 +111,19 @@ impl PgStore {
 
 /// Turns job notifications from any node into local wake-ups; reconnects when the database
 /// restarts (workers fall back to their poll interval meanwhile).
-async fn listen(connect: PgConnectOptions, jobs: Arc<Notify>) {
+async fn listen(connect: PgConnectOptions, jobs: Arc<crate::signals::JobSignals>) {
     loop {
         let result: Result<(), sqlx::Error> = async {
             let mut l = PgListener::connect_with(&sqlx::PgPool::connect_lazy_with(connect.clone())).await?;
             l.listen(writer::JOBS_CHANNEL).await?;
             loop {
-                l.recv().await?;
-                jobs.notify_waiters();
+                let n = l.recv().await?;
+                // The payload names the enqueued kinds; an empty one (a retried dead letter, or
+                // a node of an older version) wakes every worker.
+                match n.payload() {
+                    "" => jobs.notify_all(),
+                    kinds => jobs.notify(kinds.split(',')),
+                }
             }
         }
         .await;
@@ -368,6 +398,22 @@ impl Store for PgStore {
         if kinds.is_empty() {
             return Ok(vec![]);
         }
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        // Most polls find nothing due. Look first, with two seeks on `jobs_kind_due`: the claim
+        // below, with its `OR`, reads every pending job of the index it picks (thousands of
+        // waiting bookings when no carrier is configured), and every commit that enqueues a
+        // job wakes every worker of the node.
+        let due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND status = 'pending' AND run_at <= $2) \
+             OR EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND status = 'running' AND lease_until < $2)",
+        )
+        .bind(&kinds)
+        .bind(to_micros(now))
+        .fetch_one(&self.pool)
+        .await?;
+        if !due {
+            return Ok(vec![]);
+        }
         // SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, updated_at = $3 \
@@ -378,7 +424,7 @@ impl Store for PgStore {
         .bind(to_micros(now + lease))
         .bind(worker)
         .bind(to_micros(now))
-        .bind(kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>())
+        .bind(&kinds)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -443,8 +489,8 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn wait_for_jobs(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.jobs.notified()).await;
+    async fn wait_for_jobs(&self, kinds: &[&str], timeout: Duration) {
+        self.jobs.wait(kinds, timeout).await;
     }
 
     async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
@@ -688,7 +734,8 @@ impl Store for PgStore {
     async fn enqueue_jobs(&self, jobs: &[crate::NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
         let n = outbound::enqueue_jobs(&self.pool, jobs, now).await?;
         if n > 0 {
-            sqlx::query("SELECT pg_notify($1, '')").bind(writer::JOBS_CHANNEL).execute(&self.pool).await?;
+            let kinds = crate::signals::payload(jobs.iter().map(|j| j.kind.as_str()));
+            sqlx::query("SELECT pg_notify($1, $2)").bind(writer::JOBS_CHANNEL).bind(kinds).execute(&self.pool).await?;
         }
         Ok(n)
     }
@@ -758,10 +805,13 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        let handle = self.writer.lock().await.take();
-        if let Some(h) = handle {
+        let writers = std::mem::take(&mut *self.writers.lock().await);
+        if !writers.is_empty() {
+            // The first writer to take the message stops the others (see `writer::Shared`).
             self.writes.shutdown().await;
-            let _ = h.await;
+            for h in writers {
+                let _ = h.await;
+            }
         }
         self.listener.abort();
         self.pool.close().await;

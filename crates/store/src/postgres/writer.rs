@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use dispatch_core::Order;
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
-use tokio::sync::Notify;
 
 use crate::time::to_micros;
 use crate::write::{BatchView, Pending, Plan, Queues, WriteTx, order_from_doc, write_one};
@@ -19,26 +18,59 @@ const ATTEMPTS: usize = 4;
 /// Rows per multi-row statement (16 binds per order row stays far below PostgreSQL's 65,535).
 const CHUNK: usize = 500;
 
-pub(crate) async fn run(
-    mut conn: PgConnection,
-    mut queues: Queues,
-    max_batch: usize,
-    jobs: std::sync::Arc<Notify>,
-    follow_ups: dispatch_core::effects::FollowUpConfig,
-    publish: crate::PublishEvents,
-) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-    loop {
+/// What the writers of one node share: the queues, taken by one writer at a time, and
+/// whether one of them received the shutdown message.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    queues: std::sync::Arc<tokio::sync::Mutex<Queues>>,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Shared {
+    pub(crate) fn new(queues: Queues) -> Self {
+        Shared { queues: std::sync::Arc::new(tokio::sync::Mutex::new(queues)), stopping: Default::default() }
+    }
+
+    /// The next batch, or `true` when this writer is to stop after it.
+    async fn next_batch(&self, max: usize, batch: &mut Vec<Pending>) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut queues = self.queues.lock().await;
+        if self.stopping.load(Ordering::Acquire) {
+            return true;
+        }
         // Tasks are for the SQLite writer; this store sends none (dropping one answers Closed).
-        let shutdown = queues.next_batch(max_batch, &mut batch, &mut Vec::new()).await;
+        let shutdown = queues.next_batch(max, batch, &mut Vec::new()).await;
+        if shutdown {
+            // Set before the lock is let go: the next writer to take it stops too.
+            self.stopping.store(true, Ordering::Release);
+        }
+        shutdown
+    }
+}
+
+pub(crate) struct Config {
+    pub max_batch: usize,
+    pub jobs: std::sync::Arc<crate::signals::JobSignals>,
+    pub follow_ups: dispatch_core::effects::FollowUpConfig,
+    pub publish: crate::PublishEvents,
+}
+
+pub(crate) async fn run(mut conn: PgConnection, shared: Shared, config: Config) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(config.max_batch);
+    loop {
+        let shutdown = shared.next_batch(config.max_batch, &mut batch).await;
         let size = batch.len();
         let started = std::time::Instant::now();
-        let enqueued = size > 0 && commit_batch(&mut conn, std::mem::take(&mut batch), follow_ups, publish).await;
+        let enqueued = if size == 0 {
+            Vec::new()
+        } else {
+            commit_batch(&mut conn, std::mem::take(&mut batch), config.follow_ups, config.publish).await
+        };
         if size > 0 {
             crate::write::observe_batch("postgres", size, started.elapsed());
         }
-        if enqueued {
-            jobs.notify_waiters();
+        if !enqueued.is_empty() {
+            config.jobs.notify(enqueued);
         }
         if shutdown {
             let _ = conn.close().await;
@@ -57,7 +89,7 @@ async fn attempt(
     batch: &[Pending],
     mut follow_ups: dispatch_core::effects::FollowUpConfig,
     publish: crate::PublishEvents,
-) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), sqlx::Error> {
+) -> Result<(Vec<Result<WriteOutcome, StoreError>>, Vec<&'static str>), sqlx::Error> {
     let mut tx = conn.begin().await?;
     follow_ups.publish_events = match publish {
         crate::PublishEvents::Always => true,
@@ -69,7 +101,7 @@ async fn attempt(
     let mut view = BatchView::with_follow_ups(follow_ups);
     let mut io = PgTx {
         conn: &mut tx,
-        enqueued: false,
+        enqueued: Vec::new(),
         audit: Vec::new(),
         staged: Staged::default(),
         locked: Locked::default(),
@@ -99,7 +131,7 @@ async fn attempt(
         StoreError::Db(e) => e,
         other => sqlx::Error::Protocol(other.to_string()),
     })?;
-    let enqueued = io.enqueued;
+    let enqueued = std::mem::take(&mut io.enqueued);
     let audit = std::mem::take(&mut io.audit);
     if !audit.is_empty() {
         // Last, so the chain head (locked until commit) is held as briefly as possible.
@@ -108,9 +140,13 @@ async fn attempt(
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
     }
-    if enqueued {
+    if !enqueued.is_empty() {
         // Delivered to every node's listener when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(JOBS_CHANNEL)
+            .bind(crate::signals::payload(enqueued.iter().copied()))
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok((results, enqueued))
@@ -121,7 +157,7 @@ async fn commit_batch(
     batch: Vec<Pending>,
     follow_ups: dispatch_core::effects::FollowUpConfig,
     publish: crate::PublishEvents,
-) -> bool {
+) -> Vec<&'static str> {
     let mut last_error = None;
     for n in 0..ATTEMPTS {
         match attempt(conn, &batch, follow_ups, publish).await {
@@ -147,7 +183,7 @@ async fn commit_batch(
     for p in batch {
         let _ = p.reply.send(Err(StoreError::Unavailable(format!("write batch failed, nothing was committed: {msg}"))));
     }
-    false
+    Vec::new()
 }
 
 /// An event from another system: applied and remembered together, or (when seen before)
@@ -183,7 +219,8 @@ async fn write_inbound(
 
 struct PgTx<'c> {
     conn: &'c mut PgConnection,
-    enqueued: bool,
+    /// Kinds of the follow-up jobs staged so far.
+    enqueued: Vec<&'static str>,
     /// Audit entries of the events written so far, chained just before commit.
     audit: Vec<dispatch_core::audit::AuditDraft>,
     staged: Staged,
@@ -528,7 +565,7 @@ impl WriteTx for PgTx<'_> {
         for f in plan.jobs {
             let payload = f.payload.to_string();
             self.staged.jobs.push((f.kind, o.id.clone(), f.dedupe_key.clone(), payload, to_micros(plan.at)));
-            self.enqueued = true;
+            self.enqueued.push(f.kind);
         }
         Ok(())
     }

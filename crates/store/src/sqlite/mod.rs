@@ -12,8 +12,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 use crate::time::{from_micros, to_micros};
 use crate::write::{Urgency, order_from_doc};
 use crate::{
@@ -66,7 +64,7 @@ impl SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    jobs: Arc<Notify>,
+    jobs: Arc<crate::signals::JobSignals>,
     leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// tracking number → (order id, carrier). A booking's tracking number never changes, so
     /// entries never go stale.
@@ -134,7 +132,7 @@ impl SqliteStore {
             }
         });
         let (tx, rx) = crate::write::queues();
-        let jobs = Arc::new(Notify::new());
+        let jobs = Arc::new(crate::signals::JobSignals::default());
         let path = opts.path.clone();
         let conn = tokio::task::spawn_blocking(move || writer::connect(&path, opts.durability))
             .await
@@ -562,8 +560,8 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn wait_for_jobs(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.jobs.notified()).await;
+    async fn wait_for_jobs(&self, kinds: &[&str], timeout: Duration) {
+        self.jobs.wait(kinds, timeout).await;
     }
 
     async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
@@ -823,6 +821,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_jobs(&self, jobs: &[crate::NewJob], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let kinds: Vec<String> = jobs.iter().map(|j| j.kind.clone()).collect();
         let (jobs, now) = (jobs.to_vec(), to_micros(now));
         let n = self
             .on_writer(move |conn| {
@@ -846,7 +845,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if n > 0 {
-            self.jobs.notify_waiters();
+            self.jobs.notify(kinds.iter().map(String::as_str));
         }
         Ok(n)
     }

@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use dispatch_core::Order;
 use dispatch_core::audit::AuditDraft;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::Notify;
 
 use super::Durability;
 use crate::time::to_micros;
@@ -27,7 +26,7 @@ use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
 /// What the writer thread needs besides its queues.
 pub(crate) struct Config {
     pub max_batch: usize,
-    pub jobs: Arc<Notify>,
+    pub jobs: Arc<crate::signals::JobSignals>,
     pub follow_ups: dispatch_core::effects::FollowUpConfig,
     pub publish: crate::PublishEvents,
 }
@@ -110,9 +109,9 @@ fn run(mut conn: Connection, mut queues: Queues, config: Config) {
             let work = (std::mem::take(&mut batch), std::mem::take(&mut tasks));
             let enqueued = commit_batch(&mut conn, work, &mut committed, &config);
             crate::write::observe_batch("sqlite", size, started.elapsed());
-            if enqueued {
-                // Follow-up jobs were enqueued: wake idle workers now rather than at their next poll.
-                config.jobs.notify_waiters();
+            if !enqueued.is_empty() {
+                // Follow-up jobs were enqueued: wake their idle workers now, not at their next poll.
+                config.jobs.notify(enqueued);
             }
         }
         // Keep the WAL short. The background checkpointer copies pages while writes go on, but
@@ -138,13 +137,13 @@ fn run(mut conn: Connection, mut queues: Queues, config: Config) {
     }
 }
 
-/// Commits one batch and answers its callers; `true` when it enqueued follow-up jobs.
+/// Commits one batch and answers its callers; returns the kinds of follow-up jobs it enqueued.
 fn commit_batch(
     conn: &mut Connection,
     (batch, tasks): (Vec<Pending>, Vec<Task>),
     committed: &mut Committed,
     config: &Config,
-) -> bool {
+) -> Vec<&'static str> {
     let mut view = BatchView::with_follow_ups(config.follow_ups);
     let mut answers = Vec::with_capacity(tasks.len());
     let result = attempt(conn, &batch, tasks, &mut answers, committed, config.publish, &mut view);
@@ -171,7 +170,7 @@ fn commit_batch(
             for answer in answers {
                 answer(Some(&why));
             }
-            false
+            Vec::new()
         }
     }
 }
@@ -185,7 +184,7 @@ fn attempt(
     committed: &mut Committed,
     publish: crate::PublishEvents,
     view: &mut BatchView,
-) -> Result<(Vec<Result<WriteOutcome, StoreError>>, bool), rusqlite::Error> {
+) -> Result<(Vec<Result<WriteOutcome, StoreError>>, Vec<&'static str>), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Each task keeps to a savepoint of its own (see `task`): one that fails leaves the rest.
     for task in tasks {
@@ -198,7 +197,7 @@ fn attempt(
             tx.prepare_cached(crate::ENDPOINT_ACTIVE_SQL)?.query_row([], |r| r.get::<_, bool>(0))?
         }
     };
-    let mut io = SqliteTx { conn: &tx, committed, audit: Vec::new(), enqueued: false, failed: None };
+    let mut io = SqliteTx { conn: &tx, committed, audit: Vec::new(), enqueued: Vec::new(), failed: None };
     let mut results = Vec::with_capacity(batch.len());
     let mut seen = HashSet::new();
     for p in batch {
@@ -217,7 +216,7 @@ fn attempt(
         }
         results.push(r);
     }
-    let (audit, enqueued) = (std::mem::take(&mut io.audit), io.enqueued);
+    let (audit, enqueued) = (std::mem::take(&mut io.audit), std::mem::take(&mut io.enqueued));
     drop(io);
     if !audit.is_empty() {
         append_chain(&tx, audit)?;
@@ -258,7 +257,8 @@ struct SqliteTx<'c> {
     committed: &'c mut Committed,
     /// Audit entries of the events written so far, chained once before commit.
     audit: Vec<AuditDraft>,
-    enqueued: bool,
+    /// Kinds of the follow-up jobs written so far.
+    enqueued: Vec<&'static str>,
     failed: Option<rusqlite::Error>,
 }
 
@@ -424,7 +424,7 @@ impl WriteTx for SqliteTx<'_> {
             r = r.and_then(|()| self.upsert_order(o));
             for f in plan.jobs {
                 r = r.and_then(|()| self.insert_job(f, &o.id, to_micros(plan.at)));
-                self.enqueued = true;
+                self.enqueued.push(f.kind);
             }
         }
         self.check(r)
