@@ -110,8 +110,11 @@ fn run(mut conn: Connection, mut queues: Queues, config: Config) {
             let enqueued = commit_batch(&mut conn, work, &mut committed, &config);
             crate::write::observe_batch("sqlite", size, started.elapsed());
             if !enqueued.is_empty() {
-                // Follow-up jobs were enqueued: wake their idle workers now, not at their next poll.
-                config.jobs.notify(enqueued);
+                // Follow-up jobs were enqueued: wake idle workers now, not at their next poll.
+                // All of them, not only those of the enqueued kinds as on PostgreSQL: here that
+                // measured faster (tracking webhooks 10,700/s against 7,000-8,400/s), for a
+                // reason not yet understood; a worker's look for due jobs is a local index read.
+                config.jobs.notify_all();
             }
         }
         // Keep the WAL short. The background checkpointer copies pages while writes go on, but
