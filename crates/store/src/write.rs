@@ -13,6 +13,10 @@ use tokio::sync::mpsc;
 
 use crate::{OrderWrite, StoreError, Target, WriteOutcome};
 
+/// What a committed batch answers: each write's outcome, and the kinds of the follow-up jobs
+/// it enqueued (to wake their workers).
+pub(crate) type Answers = (Vec<Result<WriteOutcome, StoreError>>, Vec<&'static str>);
+
 /// A write waiting for its batch, with the channel its committed answer goes back on.
 pub(crate) struct Pending {
     pub write: OrderWrite,

@@ -89,7 +89,7 @@ async fn attempt(
     batch: &[Pending],
     mut follow_ups: dispatch_core::effects::FollowUpConfig,
     publish: crate::PublishEvents,
-) -> Result<(Vec<Result<WriteOutcome, StoreError>>, Vec<&'static str>), sqlx::Error> {
+) -> Result<crate::write::Answers, sqlx::Error> {
     let mut tx = conn.begin().await?;
     follow_ups.publish_events = match publish {
         crate::PublishEvents::Always => true,

@@ -187,7 +187,7 @@ fn attempt(
     committed: &mut Committed,
     publish: crate::PublishEvents,
     view: &mut BatchView,
-) -> Result<(Vec<Result<WriteOutcome, StoreError>>, Vec<&'static str>), rusqlite::Error> {
+) -> Result<crate::write::Answers, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Each task keeps to a savepoint of its own (see `task`): one that fails leaves the rest.
     for task in tasks {
