@@ -79,12 +79,9 @@ pub fn digest(data: &str) -> String {
     format!("sha256:{}", hex(&Sha256::digest(data.as_bytes())))
 }
 
+/// Lowercase hex, as stored in every audit entry (the writer computes two per event).
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(bytes)
 }
 
 /// Appends drafts after the head `(seq, hash)`; returns the entries and the new head.
