@@ -113,18 +113,8 @@ impl SqliteStore {
                 if checkpointer.is_closed() {
                     return;
                 }
-                // (busy, pages in the WAL, pages checkpointed)
-                let r: Result<(i64, i64, i64), _> =
-                    sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&checkpointer).await;
-                match r {
-                    // Under sustained writes the WAL is never fully copied back and so never
-                    // restarts (it does as soon as writes pause); past 256k pages (1 GiB) finish
-                    // the copy and truncate it, holding writes for a moment — a safety valve.
-                    Ok((_, log, _)) if log > 262_144 => {
-                        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&checkpointer).await {
-                            tracing::warn!(error = %e, "WAL truncation failed; it is retried");
-                        }
-                    }
+                // (The safety valve for a WAL past 1 GiB is the writer's: `writer::run`.)
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpointer).await {
                     Ok(_) => {}
                     Err(_) if checkpointer.is_closed() => return,
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; it is retried"),
@@ -950,5 +940,32 @@ impl LeaderLease for LocalLease {
 impl Drop for LocalLease {
     fn drop(&mut self) {
         self.leaders.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer task whose statement fails gets the error and undoes only its own statements:
+    /// its first insert is gone, and a task beside it (most likely in the same batch) commits.
+    #[tokio::test]
+    async fn a_failing_writer_task_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(dir.path().join("t.db"))).await.unwrap();
+        let insert = "INSERT INTO carrier_attempts (at, carrier, warehouse, order_id, outcome) \
+                      VALUES (1, 'c', 'W', NULL, 'booked')";
+        let (failed, kept) = tokio::join!(
+            store.on_writer(move |c| {
+                c.execute(insert, [])?;
+                c.execute("INSERT INTO no_such_table VALUES (1)", [])
+            }),
+            store.on_writer(move |c| c.execute(insert, [])),
+        );
+        assert!(matches!(failed, Err(StoreError::Sqlite(_))), "{failed:?}");
+        assert_eq!(kept.unwrap(), 1);
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM carrier_attempts").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(n, 1, "the failed task's own insert is undone, the other task's kept");
+        store.close().await;
     }
 }

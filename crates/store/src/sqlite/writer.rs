@@ -94,6 +94,8 @@ impl Committed {
 /// How often the writer checkpoints when its queue is empty, and at the latest when it is not.
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
 const CHECKPOINT_BUSY: Duration = Duration::from_secs(1);
+/// 256k pages: 1 GiB of WAL.
+const WAL_VALVE_PAGES: i64 = 262_144;
 
 fn run(mut conn: Connection, mut queues: Queues, config: Config) {
     let max_batch = config.max_batch.max(1);
@@ -125,8 +127,18 @@ fn run(mut conn: Connection, mut queues: Queues, config: Config) {
         let since = last_checkpoint.elapsed();
         if !shutdown && (since >= CHECKPOINT_IDLE && queues.is_empty() || since >= CHECKPOINT_BUSY) {
             let started = Instant::now();
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "writer's WAL checkpoint failed; it is retried");
+            // (busy, pages in the WAL, pages checkpointed)
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+                // Readers kept the WAL from rewinding until it passed 1 GiB: truncate it, holding
+                // writes for a moment — a safety valve. Here, not on a pool connection, which
+                // would wait for a write lock the writer hardly ever lets go of.
+                Ok(pages) if pages > WAL_VALVE_PAGES => {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "WAL truncation failed; it is retried");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "writer's WAL checkpoint failed; it is retried"),
             }
             crate::write::observe_checkpoint(started.elapsed());
             last_checkpoint = Instant::now();
