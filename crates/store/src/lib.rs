@@ -23,6 +23,7 @@ mod signals;
 pub mod sqlite;
 pub mod testing;
 mod time;
+mod tracking;
 mod write;
 pub use write::Urgency;
 

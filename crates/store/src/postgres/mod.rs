@@ -61,6 +61,7 @@ pub struct PgStore {
     writes: crate::write::WriteQueue,
     writers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: tokio::task::JoinHandle<()>,
+    tracking: crate::tracking::TrackingCache,
 }
 
 impl PgStore {
@@ -101,7 +102,15 @@ impl PgStore {
                 tokio::spawn(writer::run(conn, shared.clone(), config))
             })
             .collect();
-        Ok(PgStore { pool, connect, jobs, writes: tx, writers: tokio::sync::Mutex::new(writers), listener })
+        Ok(PgStore {
+            pool,
+            connect,
+            jobs,
+            writes: tx,
+            writers: tokio::sync::Mutex::new(writers),
+            listener,
+            tracking: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -399,12 +408,18 @@ impl Store for PgStore {
             return Ok(vec![]);
         }
         let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
-        // Most polls find nothing due. Look first, with two seeks on `jobs_kind_due`: the claim
+        // Most polls find nothing due. Look first, with seeks on `jobs_kind_due`: the claim
         // below, with its `OR`, reads every pending job of the index it picks (thousands of
         // waiting bookings when no carrier is configured), and every commit that enqueues a
-        // job wakes every worker of the node.
+        // job wakes every worker of the node. The earliest pending job of each kind is found
+        // with `ORDER BY run_at LIMIT 1`, which only an index answers cheaply: a plain
+        // `EXISTS` let the planner pick a sequential scan, which reads every finished job
+        // before the pending ones at the table's end (measured: 3 ms a poll, 38% of the
+        // database's time under tracking webhooks).
         let due: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND status = 'pending' AND run_at <= $2) \
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS k(kind) CROSS JOIN LATERAL \
+             (SELECT run_at FROM jobs WHERE jobs.kind = k.kind AND status = 'pending' ORDER BY run_at LIMIT 1) j \
+             WHERE j.run_at <= $2) \
              OR EXISTS (SELECT 1 FROM jobs WHERE kind = ANY($1) AND status = 'running' AND lease_until < $2)",
         )
         .bind(&kinds)
@@ -622,12 +637,17 @@ impl Store for PgStore {
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
+        if let Some(hit) = self.tracking.get(tracking_number) {
+            return Ok(Some(hit));
+        }
+        let found = sqlx::query_as(
             "SELECT id, (doc::jsonb) -> 'shipment' ->> 'carrier' FROM orders WHERE tracking_number = $1 LIMIT 1",
         )
         .bind(tracking_number)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        self.tracking.keep(tracking_number, &found);
+        Ok(found)
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {

@@ -66,9 +66,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     jobs: Arc<crate::signals::JobSignals>,
     leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// tracking number → (order id, carrier). A booking's tracking number never changes, so
-    /// entries never go stale.
-    tracking: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    tracking: crate::tracking::TrackingCache,
     writes: crate::write::WriteQueue,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -681,8 +679,8 @@ impl Store for SqliteStore {
     }
 
     async fn order_by_tracking(&self, tracking_number: &str) -> Result<Option<(String, String)>, StoreError> {
-        if let Some(hit) = self.tracking.lock().unwrap_or_else(|p| p.into_inner()).get(tracking_number) {
-            return Ok(Some(hit.clone()));
+        if let Some(hit) = self.tracking.get(tracking_number) {
+            return Ok(Some(hit));
         }
         // `IS NOT NULL` lets the planner use the partial index `orders_tracking_number`.
         let found: Option<(String, String)> = sqlx::query_as(
@@ -692,13 +690,7 @@ impl Store for SqliteStore {
         .bind(tracking_number)
         .fetch_optional(&self.pool)
         .await?;
-        if let Some(hit) = &found {
-            let mut cache = self.tracking.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= 100_000 {
-                cache.clear();
-            }
-            cache.insert(tracking_number.to_string(), hit.clone());
-        }
+        self.tracking.keep(tracking_number, &found);
         Ok(found)
     }
 
