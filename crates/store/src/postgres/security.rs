@@ -12,8 +12,6 @@ use crate::security::{AuditQuery, SealedSecret, SecurityStore, SessionRecord, Us
 use crate::time::{from_micros, to_micros};
 use crate::{StoreError, TokenRecord};
 
-const CHUNK: usize = 64;
-
 /// Appends drafts after the current head, inside the caller's transaction.
 pub(crate) async fn append_chain(
     conn: &mut PgConnection,
@@ -22,34 +20,43 @@ pub(crate) async fn append_chain(
     let head: (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *conn).await?;
     let (entries, (seq, hash)) = chain(head, drafts);
-    for part in entries.chunks(CHUNK) {
-        let mut rows = Vec::with_capacity(part.len());
-        for e in part {
-            rows.push((e, serde_json::to_string(&e.draft.roles)?));
-        }
-        let mut b: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO audit_log (seq, at, actor, roles, request_id, action, subject, before, after, prev_hash, hash) ",
-        );
-        b.push_values(rows, |mut r, (e, roles)| {
-            r.push_bind(e.seq)
-                .push_bind(to_micros(e.draft.at))
-                .push_bind(e.draft.actor.clone())
-                .push_bind(roles)
-                .push_bind(e.draft.request_id.clone())
-                .push_bind(e.draft.action.clone())
-                .push_bind(e.draft.subject.clone())
-                .push_bind(e.draft.before.clone())
-                .push_bind(e.draft.after.clone())
-                .push_bind(e.prev_hash.clone())
-                .push_bind(e.hash.clone());
-        });
-        b.build().execute(&mut *conn).await?;
+    let mut c = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for e in &entries {
+        c.0.push(e.seq);
+        c.1.push(to_micros(e.draft.at));
+        c.2.push(e.draft.actor.as_str());
+        c.3.push(serde_json::to_string(&e.draft.roles)?);
+        c.4.push(e.draft.request_id.as_deref());
+        c.5.push(e.draft.action.as_str());
+        c.6.push(e.draft.subject.as_str());
+        c.7.push(e.draft.before.as_deref());
+        c.8.push(e.draft.after.as_deref());
+        c.9.push(e.prev_hash.as_str());
+        c.10.push(e.hash.as_str());
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(hash)
-        .execute(&mut *conn)
-        .await?;
+    // The entries and the new head in one round trip: the head stays locked until commit.
+    sqlx::query(
+        "WITH appended AS (INSERT INTO audit_log \
+         (seq, at, actor, roles, request_id, action, subject, before, after, prev_hash, hash) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[])) \
+         UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1",
+    )
+    .bind(c.0)
+    .bind(c.1)
+    .bind(c.2)
+    .bind(c.3)
+    .bind(c.4)
+    .bind(c.5)
+    .bind(c.6)
+    .bind(c.7)
+    .bind(c.8)
+    .bind(c.9)
+    .bind(c.10)
+    .bind(seq)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
     Ok(entries)
 }
 

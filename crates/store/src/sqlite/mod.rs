@@ -96,20 +96,25 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(connect)
             .await?;
-        // Checkpoints copy the WAL back into the database file and fsync it. Run in the writer
-        // at SQLite's default 1,000 pages they stall every write queued behind them; so the
-        // bulk of the copying runs here, beside it, in PASSIVE mode, which never blocks a
-        // writer or a reader, and the writer only finishes the copy between batches so that
-        // the WAL rewinds (see `writer::run`).
+        // Checkpoints copy the WAL back into the database file and fsync it. The writer runs
+        // them itself, small and often, between batches (see `writer::run`). Only when it is
+        // saturated, and so checkpoints once a second at most, does this background pass copy
+        // the bulk beside it, in PASSIVE mode, which never blocks a writer or a reader. At any
+        // lower load a background pass only competes with the commits' fsyncs (measured: p99
+        // at 2,000 upserts/s 31 ms with it, 11-12 ms without).
         // (The writer's own connection has `wal_autocheckpoint = 0`: see `writer::connect`.)
         sqlx::Connection::close(wconn).await?;
-        let checkpointer = pool.clone();
+        let checkpointed = Arc::new(writer::LastCheckpoint::default());
+        let (checkpointer, last) = (pool.clone(), checkpointed.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut tick = tokio::time::interval(writer::CHECKPOINT_BACKGROUND);
             loop {
                 tick.tick().await;
                 if checkpointer.is_closed() {
                     return;
+                }
+                if last.within(writer::CHECKPOINT_BACKGROUND) {
+                    continue;
                 }
                 // (The safety valve for a WAL past 1 GiB is the writer's: `writer::run`.)
                 match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpointer).await {
@@ -126,6 +131,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("opening the writer's connection: {e}")))??;
         let config = writer::Config {
+            checkpointed,
             max_batch: opts.max_batch,
             jobs: jobs.clone(),
             follow_ups: opts.follow_ups,
