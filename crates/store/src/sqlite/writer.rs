@@ -555,3 +555,18 @@ pub(crate) fn task<T: Send + 'static>(
     });
     (task, rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_background_pass_waits_while_the_writer_checkpoints() {
+        let last = LastCheckpoint::default();
+        std::thread::sleep(Duration::from_millis(30));
+        // Nothing for 30 ms: the writer is saturated, the background pass may run.
+        assert!(!last.within(Duration::from_millis(10)));
+        last.mark();
+        assert!(last.within(CHECKPOINT_BACKGROUND));
+    }
+}
