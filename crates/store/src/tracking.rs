@@ -1,6 +1,6 @@
-//! Tracking number → (order id, carrier), as found by a store's lookup. A carrier sends many
-//! events per shipment (label, pick-up, every hub, delivery), and each used to cost a database
-//! read to find its order. Entries never go stale in a way that matters: a booking's tracking
+//! Tracking number → (order id, carrier), as found by a store's lookup or written by its
+//! writer (a booking). A carrier sends many events per shipment (label, pick-up, every hub,
+//! delivery), and each used to cost a database read to find its order. Entries never go stale in a way that matters: a booking's tracking
 //! number never changes, and should a shipment be booked again under a new number, the order's
 //! own check (`decide_tracking` compares the numbers) refuses an event that still comes in for
 //! the old one.
@@ -29,6 +29,23 @@ impl TrackingCache {
             cache.clear();
         }
         cache.insert(tracking_number.to_string(), hit.clone());
+    }
+
+    /// Keeps the shipments of orders just committed, so that even a shipment's first tracking
+    /// event finds its order without a read (on the node that booked it).
+    pub(crate) fn learn<'o>(&self, orders: impl Iterator<Item = &'o dispatch_core::Order>) {
+        let mut cache = None;
+        for o in orders {
+            let Some(s) = &o.shipment else { continue };
+            let cache = cache.get_or_insert_with(|| self.found.lock().unwrap_or_else(|p| p.into_inner()));
+            if cache.contains_key(&s.tracking_number) {
+                continue;
+            }
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(s.tracking_number.clone(), (o.id.clone(), s.carrier.clone()));
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub struct PgStore {
     writes: crate::write::WriteQueue,
     writers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: tokio::task::JoinHandle<()>,
-    tracking: crate::tracking::TrackingCache,
+    tracking: Arc<crate::tracking::TrackingCache>,
 }
 
 impl PgStore {
@@ -90,10 +90,12 @@ impl PgStore {
         let listener = tokio::spawn(listen(connect.clone(), jobs.clone()));
         let (tx, rx) = crate::write::queues();
         let shared = writer::Shared::new(rx);
+        let tracking = Arc::new(crate::tracking::TrackingCache::default());
         let writers = conns
             .into_iter()
             .map(|conn| {
                 let config = writer::Config {
+                    tracking: tracking.clone(),
                     max_batch: opts.max_batch.max(1),
                     jobs: jobs.clone(),
                     follow_ups: opts.follow_ups,
@@ -102,15 +104,7 @@ impl PgStore {
                 tokio::spawn(writer::run(conn, shared.clone(), config))
             })
             .collect();
-        Ok(PgStore {
-            pool,
-            connect,
-            jobs,
-            writes: tx,
-            writers: tokio::sync::Mutex::new(writers),
-            listener,
-            tracking: Default::default(),
-        })
+        Ok(PgStore { pool, connect, jobs, writes: tx, writers: tokio::sync::Mutex::new(writers), listener, tracking })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -47,6 +47,8 @@ impl Shared {
 }
 
 pub(crate) struct Config {
+    /// Learns the shipments of committed orders.
+    pub tracking: std::sync::Arc<crate::tracking::TrackingCache>,
     pub max_batch: usize,
     pub jobs: std::sync::Arc<crate::signals::JobSignals>,
     pub follow_ups: dispatch_core::effects::FollowUpConfig,
@@ -59,11 +61,8 @@ pub(crate) async fn run(mut conn: PgConnection, shared: Shared, config: Config) 
         let shutdown = shared.next_batch(config.max_batch, &mut batch).await;
         let size = batch.len();
         let started = std::time::Instant::now();
-        let enqueued = if size == 0 {
-            Vec::new()
-        } else {
-            commit_batch(&mut conn, std::mem::take(&mut batch), config.follow_ups, config.publish).await
-        };
+        let enqueued =
+            if size == 0 { Vec::new() } else { commit_batch(&mut conn, std::mem::take(&mut batch), &config).await };
         if size > 0 {
             crate::write::observe_batch("postgres", size, started.elapsed());
         }
@@ -150,16 +149,12 @@ async fn attempt(
     Ok((results, enqueued))
 }
 
-async fn commit_batch(
-    conn: &mut PgConnection,
-    batch: Vec<Pending>,
-    follow_ups: dispatch_core::effects::FollowUpConfig,
-    publish: crate::PublishEvents,
-) -> Vec<&'static str> {
+async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>, config: &Config) -> Vec<&'static str> {
     let mut last_error = None;
     for n in 0..ATTEMPTS {
-        match attempt(conn, &batch, follow_ups, publish).await {
+        match attempt(conn, &batch, config.follow_ups, config.publish).await {
             Ok((results, enqueued)) => {
+                config.tracking.learn(results.iter().filter_map(|r| r.as_ref().ok()).map(|w| &w.order));
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.reply.send(r);
                 }

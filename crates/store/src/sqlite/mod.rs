@@ -66,7 +66,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     jobs: Arc<crate::signals::JobSignals>,
     leaders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    tracking: crate::tracking::TrackingCache,
+    tracking: Arc<crate::tracking::TrackingCache>,
     writes: crate::write::WriteQueue,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -130,8 +130,10 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || writer::connect(&path, opts.durability))
             .await
             .map_err(|e| StoreError::Unavailable(format!("opening the writer's connection: {e}")))??;
+        let tracking = Arc::new(crate::tracking::TrackingCache::default());
         let config = writer::Config {
             checkpointed,
+            tracking: tracking.clone(),
             max_batch: opts.max_batch,
             jobs: jobs.clone(),
             follow_ups: opts.follow_ups,
@@ -143,7 +145,7 @@ impl SqliteStore {
             pool,
             jobs,
             leaders: Arc::default(),
-            tracking: Default::default(),
+            tracking,
             writes: tx,
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
