@@ -417,14 +417,7 @@ impl Staged {
             OrderColumns::of(&self.orders)?.upsert(conn).await?;
         }
         if !self.jobs.is_empty() {
-            let mut c = (vec![], vec![], vec![], vec![], vec![]);
-            for (kind, order_id, key, payload, at) in self.jobs {
-                c.0.push(kind);
-                c.1.push(order_id);
-                c.2.push(key);
-                c.3.push(payload);
-                c.4.push(at);
-            }
+            let c = unzip5(self.jobs);
             sqlx::query(
                 "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) \
                  SELECT kind, order_id, dedupe_key, payload, at, at, at \
@@ -454,18 +447,34 @@ impl Staged {
             if rows.is_empty() {
                 continue;
             }
-            let mut c = (vec![], vec![], vec![], vec![], vec![]);
-            for (a, b, d, e, at) in rows {
-                c.0.push(a);
-                c.1.push(b);
-                c.2.push(d);
-                c.3.push(e);
-                c.4.push(at);
-            }
+            let c = unzip5(rows);
             sqlx::query(sql).bind(c.0).bind(c.1).bind(c.2).bind(c.3).bind(c.4).execute(&mut *conn).await?;
         }
         Ok(())
     }
+}
+
+/// Five columns of rows, for `unnest`.
+type Columns5<A, B, C, D, E> = (Vec<A>, Vec<B>, Vec<C>, Vec<D>, Vec<E>);
+
+/// Rows of five columns as five columns of rows.
+fn unzip5<A, B, C, D, E>(rows: Vec<(A, B, C, D, E)>) -> Columns5<A, B, C, D, E> {
+    let n = rows.len();
+    let mut c = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (a, b, d, e, f) in rows {
+        c.0.push(a);
+        c.1.push(b);
+        c.2.push(d);
+        c.3.push(e);
+        c.4.push(f);
+    }
+    c
 }
 
 /// The batch's order projections, one array per column of [`crate::write::ORDERS_INSERT`].
