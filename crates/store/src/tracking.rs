@@ -1,9 +1,11 @@
 //! Tracking number → (order id, carrier), as found by a store's lookup or written by its
 //! writer (a booking). A carrier sends many events per shipment (label, pick-up, every hub,
-//! delivery), and each used to cost a database read to find its order. Entries never go stale in a way that matters: a booking's tracking
-//! number never changes, and should a shipment be booked again under a new number, the order's
-//! own check (`decide_tracking` compares the numbers) refuses an event that still comes in for
-//! the old one.
+//! delivery), and each used to cost a database read to find its order.
+//!
+//! Entries never go stale in a way that matters: a booking's tracking number never changes, and
+//! should a shipment be booked again under a new number, the order's own check
+//! (`decide_tracking` compares the numbers) refuses an event that still comes in for the old
+//! one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -100,8 +100,9 @@ impl SqliteStore {
         // them itself, small and often, between batches (see `writer::run`). Only when it is
         // saturated, and so checkpoints once a second at most, does this background pass copy
         // the bulk beside it, in PASSIVE mode, which never blocks a writer or a reader. At any
-        // lower load a background pass only competes with the commits' fsyncs (measured: p99
-        // at 2,000 upserts/s 31 ms with it, 11-12 ms without).
+        // lower load a background pass only competes with the commits' fsyncs (p99 at 2,000
+        // upserts/s, writer checkpoints every 25 ms: 12.1 and 60.4 ms with a pass every 500 ms,
+        // 11.0, 12.3 and 31.5 ms without; BENCHMARKS.md).
         // (The writer's own connection has `wal_autocheckpoint = 0`: see `writer::connect`.)
         sqlx::Connection::close(wconn).await?;
         let checkpointed = Arc::new(writer::LastCheckpoint::default());

@@ -128,6 +128,7 @@ impl LastCheckpoint {
         self.epoch.elapsed().saturating_sub(last) < window
     }
 }
+
 /// 256k pages: 1 GiB of WAL.
 const WAL_VALVE_PAGES: i64 = 262_144;
 
