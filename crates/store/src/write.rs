@@ -11,7 +11,7 @@ use dispatch_core::{DomainError, Event, Order, apply};
 
 use tokio::sync::mpsc;
 
-use crate::{OrderWrite, StoreError, Target, WriteOutcome};
+use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
 
 /// What a committed batch answers: each write's outcome, and the kinds of the follow-up jobs
 /// it enqueued (to wake their workers).
@@ -251,6 +251,10 @@ pub trait WriteTx {
         response: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Whether an event from another system was recorded before this transaction.
+    async fn recorded(&mut self, key: &InboundKey) -> Result<bool, StoreError>;
+    /// Records an event from another system as applied to `order_id`.
+    async fn record(&mut self, key: &InboundKey, order_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 /// Orders and idempotency answers touched earlier in the same batch: later writes of the
@@ -286,6 +290,30 @@ impl BatchView {
 
 fn new_order_id() -> String {
     format!("ord_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// An event from another system: applied and remembered together, or (when seen before, in
+/// the database or earlier in this batch) answered with the order as it is, changing nothing.
+/// A refused decision returns before anything is written, the key included.
+pub async fn write_inbound<T: WriteTx>(
+    tx: &mut T,
+    key: &InboundKey,
+    w: &OrderWrite,
+    view: &mut BatchView,
+    seen: &mut std::collections::HashSet<(String, String)>,
+) -> Result<WriteOutcome, StoreError> {
+    let id = (key.source.clone(), key.event_id.clone());
+    if seen.contains(&id) || tx.recorded(key).await? {
+        let order = match view.order(&w.target) {
+            Some(o) => o,
+            None => tx.load(&w.target).await?.ok_or(DomainError::NotFound)?,
+        };
+        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
+    }
+    let outcome = write_one(tx, w, view).await?;
+    tx.record(key, &outcome.order.id, w.meta.at).await?;
+    seen.insert(id);
+    Ok(outcome)
 }
 
 pub async fn write_one<T: WriteTx>(

@@ -10,8 +10,8 @@ use dispatch_core::Order;
 use sqlx::{Connection, PgConnection};
 
 use crate::time::to_micros;
-use crate::write::{BatchView, Pending, Plan, Queues, WriteTx, order_from_doc, write_one};
-use crate::{StoreError, Target, WriteOutcome};
+use crate::write::{BatchView, Pending, Plan, Queues, WriteTx, order_from_doc, write_inbound, write_one};
+use crate::{StoreError, Target};
 
 pub const JOBS_CHANNEL: &str = "dispatchd_jobs";
 const ATTEMPTS: usize = 4;
@@ -179,37 +179,6 @@ async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>, config: &Con
     Vec::new()
 }
 
-/// An event from another system: applied and remembered together, or (when seen before)
-/// answered with the order as it is, changing nothing.
-async fn write_inbound(
-    io: &mut PgTx<'_>,
-    key: &crate::InboundKey,
-    w: &crate::OrderWrite,
-    view: &mut BatchView,
-    seen: &mut std::collections::HashSet<(String, String)>,
-) -> Result<WriteOutcome, StoreError> {
-    let id = (key.source.clone(), key.event_id.clone());
-    // `lock_batch` locked the id (two nodes receiving the same event serialize there; the
-    // second then sees it recorded) and read whether it was recorded before.
-    if seen.contains(&id) || io.locked.recorded.contains(&id) {
-        let order = match view.order(&w.target) {
-            Some(o) => o,
-            None => io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?,
-        };
-        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
-    }
-    let outcome = write_one(io, w, view).await?;
-    io.staged.inbound.push((
-        key.source.clone(),
-        key.event_id.clone(),
-        outcome.order.id.clone(),
-        key.kind.clone(),
-        to_micros(w.meta.at),
-    ));
-    seen.insert(id);
-    Ok(outcome)
-}
-
 struct PgTx<'c> {
     conn: &'c mut PgConnection,
     /// Kinds of the follow-up jobs staged so far.
@@ -374,7 +343,7 @@ struct Staged {
     orders: Vec<Order>,
     order_index: std::collections::HashMap<String, usize>,
     /// (kind, order_id, dedupe_key, payload, at)
-    jobs: Vec<(&'static str, String, String, String, i64)>,
+    jobs: Vec<(String, String, String, String, i64)>,
     /// (scope, key, request_hash, response, at)
     idempotency: Vec<(String, String, String, String, i64)>,
     /// (source, event_id, order_id, kind, received_at)
@@ -416,23 +385,14 @@ impl Staged {
         if !self.orders.is_empty() {
             OrderColumns::of(&self.orders)?.upsert(conn).await?;
         }
-        if !self.jobs.is_empty() {
-            let c = unzip5(self.jobs);
-            sqlx::query(
+        for (sql, rows) in [
+            (
                 "INSERT INTO jobs (kind, order_id, dedupe_key, payload, run_at, created_at, updated_at) \
                  SELECT kind, order_id, dedupe_key, payload, at, at, at \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
                  AS t(kind, order_id, dedupe_key, payload, at) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(c.0)
-            .bind(c.1)
-            .bind(c.2)
-            .bind(c.3)
-            .bind(c.4)
-            .execute(&mut *conn)
-            .await?;
-        }
-        for (sql, rows) in [
+                self.jobs,
+            ),
             (
                 "INSERT INTO idempotency_keys (scope, key, request_hash, response, created_at) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])",
@@ -690,7 +650,7 @@ impl WriteTx for PgTx<'_> {
         }
         for f in plan.jobs {
             let payload = f.payload.to_string();
-            self.staged.jobs.push((f.kind, o.id.clone(), f.dedupe_key.clone(), payload, to_micros(plan.at)));
+            self.staged.jobs.push((f.kind.into(), o.id.clone(), f.dedupe_key.clone(), payload, to_micros(plan.at)));
             self.enqueued.push(f.kind);
         }
         Ok(())
@@ -705,6 +665,18 @@ impl WriteTx for PgTx<'_> {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.staged.idempotency.push((scope.into(), key.into(), hash.into(), response.into(), to_micros(at)));
+        Ok(())
+    }
+
+    /// `lock_batch` locked the id (two nodes receiving the same event serialize there; the
+    /// second then sees it recorded) and read whether it was recorded before.
+    async fn recorded(&mut self, key: &crate::InboundKey) -> Result<bool, StoreError> {
+        Ok(self.locked.recorded.contains(&(key.source.clone(), key.event_id.clone())))
+    }
+
+    async fn record(&mut self, key: &crate::InboundKey, order_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let row = (key.source.clone(), key.event_id.clone(), order_id.to_string(), key.kind.clone(), to_micros(at));
+        self.staged.inbound.push(row);
         Ok(())
     }
 }

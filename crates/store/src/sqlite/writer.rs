@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Durability;
 use crate::time::to_micros;
-use crate::write::{Answer, BatchView, Pending, Plan, Queues, Task, WriteTx, order_from_doc, write_one};
-use crate::{InboundKey, OrderWrite, StoreError, Target, WriteOutcome};
+use crate::write::{Answer, BatchView, Pending, Plan, Queues, Task, WriteTx, order_from_doc, write_inbound, write_one};
+use crate::{InboundKey, StoreError, Target};
 
 /// What the writer thread needs besides its queues.
 pub(crate) struct Config {
@@ -276,30 +276,6 @@ fn attempt(
     Ok((results, enqueued))
 }
 
-/// An event from another system: applied and remembered together, or (when seen before)
-/// answered with the order as it is, changing nothing.
-async fn write_inbound(
-    io: &mut SqliteTx<'_>,
-    key: &InboundKey,
-    w: &OrderWrite,
-    view: &mut BatchView,
-    seen: &mut HashSet<(String, String)>,
-) -> Result<WriteOutcome, StoreError> {
-    let id = (key.source.clone(), key.event_id.clone());
-    if seen.contains(&id) || io.recorded(key)? {
-        let order = match view.order(&w.target) {
-            Some(o) => o,
-            None => io.load(&w.target).await?.ok_or(dispatch_core::DomainError::NotFound)?,
-        };
-        return Ok(WriteOutcome { order, created: false, appended: 0, replayed: true });
-    }
-    // A refused decision returns before anything is written, the key included.
-    let outcome = write_one(io, w, view).await?;
-    io.record(key, &outcome.order.id, w.meta.at)?;
-    seen.insert(id);
-    Ok(outcome)
-}
-
 /// The writer's transaction as [`WriteTx`]. Its futures complete at once. A database error is
 /// kept in `failed` as well as returned, so that the batch is aborted even when the shared
 /// steps turn the error into a refused write.
@@ -321,24 +297,6 @@ impl SqliteTx<'_> {
             self.failed.get_or_insert(e);
             answer
         })
-    }
-
-    fn recorded(&mut self, key: &InboundKey) -> Result<bool, StoreError> {
-        let r = self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbound_events WHERE source = ?1 AND event_id = ?2)")
-            .and_then(|mut s| s.query_row(params![key.source, key.event_id], |r| r.get(0)));
-        self.check(r)
-    }
-
-    fn record(&mut self, key: &InboundKey, order_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let r = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![key.source, key.event_id, order_id, key.kind, to_micros(at)]));
-        self.check(r).map(drop)
     }
 
     /// Marks a job done in this transaction, if `worker` still holds its lease.
@@ -496,6 +454,24 @@ impl WriteTx for SqliteTx<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut s| s.execute(params![scope, key, hash, response, to_micros(at)]));
+        self.check(r).map(drop)
+    }
+
+    async fn recorded(&mut self, key: &InboundKey) -> Result<bool, StoreError> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbound_events WHERE source = ?1 AND event_id = ?2)")
+            .and_then(|mut s| s.query_row(params![key.source, key.event_id], |r| r.get(0)));
+        self.check(r)
+    }
+
+    async fn record(&mut self, key: &InboundKey, order_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO inbound_events (source, event_id, order_id, kind, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![key.source, key.event_id, order_id, key.kind, to_micros(at)]));
         self.check(r).map(drop)
     }
 }
