@@ -85,7 +85,7 @@ pub struct BookingConfig {
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
-    /// How often an idle worker looks for new jobs.
+    /// How often an idle worker looks for jobs that came due (a retry); new jobs wake it at once.
     pub poll_ms: u64,
 }
 

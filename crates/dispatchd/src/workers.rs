@@ -306,8 +306,10 @@ impl BookingWorker {
                         }
                     };
                 if jobs.is_empty() {
+                    // Woken at once by a release (on any node); the poll interval only bounds
+                    // the wait for retries that come due.
                     tokio::select! {
-                        _ = tokio::time::sleep(idle) => {}
+                        _ = self.store.wait_for_jobs(&[BOOK_SHIPMENT], idle) => {}
                         _ = shutdown.changed() => {}
                     }
                     continue;

@@ -54,7 +54,19 @@ pub fn record_write(outcome: &WriteOutcome) {
     }
 }
 
-pub async fn refresh_gauges(app: &AppState) -> Result<(), StoreError> {
+/// One scrape: refresh the gauges from the store, then render. Scrapes take turns, because a
+/// refresh zeroes each gauge before setting it: two at once (two Prometheus servers, or two
+/// servers in one test process sharing the global recorder) could render the other's zeros.
+pub async fn scrape(app: &AppState) -> String {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = TURN.lock().await;
+    if let Err(e) = refresh_gauges(app).await {
+        tracing::warn!(error = %e, "could not refresh order gauges");
+    }
+    app.metrics.render()
+}
+
+async fn refresh_gauges(app: &AppState) -> Result<(), StoreError> {
     let counts = app.store.counts().await?;
     // Zero first, so a queue that emptied reads 0 rather than its last value.
     for w in app.warehouses.iter() {

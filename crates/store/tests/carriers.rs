@@ -157,3 +157,69 @@ async fn a_write_can_finish_its_job_in_the_same_transaction() {
     assert!(counts.contains(&("book_shipment".to_string(), "done".to_string(), 1)), "{counts:?}");
     assert!(!store.finish_job(jobs[0].id, "w", JobStatus::Done, None).await.unwrap(), "already done");
 }
+
+/// The SQLite writer rewrites only the row when a write changes no indexed column
+/// (`write::Indexed`), and the whole projection otherwise. Whichever it did, every column that
+/// the board, the KPIs, the lists and the tracking lookup read must agree with the order's
+/// document after each step of a shipment: events that move the state, events that do not, and
+/// a late one that changes nothing but the timeline.
+#[tokio::test]
+async fn the_projection_columns_follow_the_document_through_a_shipment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(SqliteOptions::new(&path)).await.unwrap();
+    let f = facts("T/9");
+    let nk = Target::NaturalKey { source: f.source.clone(), external_id: f.external_id.clone() };
+    let id = store
+        .execute(write(nk, Command::Upsert { facts: Box::new(f), expected_version: None }))
+        .await
+        .unwrap()
+        .order
+        .id;
+    let booking =
+        Command::RecordBooking { carrier: "mock".into(), tracking_number: "TRK-1".into(), service: Some("x".into()) };
+    store.execute(write(Target::Id(id.clone()), booking)).await.unwrap();
+    let columns = |step: &str| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (state, version, state_since, updated_at, dispatched_at, tracking, doc): (
+            String,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            String,
+        ) = conn
+            .query_row(
+                "SELECT state, version, state_since, updated_at, dispatched_at, tracking_number, doc \
+                 FROM orders WHERE id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .unwrap();
+        let o: dispatch_core::Order = serde_json::from_str(&doc).unwrap();
+        assert_eq!(state, o.state.code(), "state after {step}");
+        assert_eq!(version, o.version as i64, "version after {step}");
+        assert_eq!(state_since, o.state_since.timestamp_micros(), "state_since after {step}");
+        assert_eq!(updated_at, o.updated_at.timestamp_micros(), "updated_at after {step}");
+        let kpi = dispatch_core::kpi::OrderKpi::of(&o);
+        assert_eq!(dispatched_at, kpi.dispatched_at.map(|t| t.timestamp_micros()), "dispatched_at after {step}");
+        assert_eq!(tracking.as_deref(), Some("TRK-1"), "tracking number after {step}");
+        o.state
+    };
+    assert_eq!(columns("booking"), OrderState::Booked);
+    let steps = [
+        ("p1", TrackingStatus::PreTransit, 1, OrderState::Booked),
+        ("t1", TrackingStatus::InTransit, 2, OrderState::Dispatched),
+        ("o1", TrackingStatus::OutForDelivery, 3, OrderState::Dispatched),
+        ("d1", TrackingStatus::Delivered, 4, OrderState::Delivered),
+        ("late", TrackingStatus::InTransit, 3, OrderState::Delivered),
+    ];
+    for (event, status, minutes, expected) in steps {
+        let update = TrackingUpdate { event_time: now() + Duration::minutes(minutes), ..update(event, status) };
+        let w = write(Target::Id(id.clone()), Command::RecordTracking { update });
+        let out = store.execute_inbound(key(event), w).await.unwrap();
+        assert!(out.appended > 0, "{event} is recorded");
+        assert_eq!(columns(event), expected, "after {event}");
+    }
+}

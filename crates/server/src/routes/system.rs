@@ -38,10 +38,7 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Result<axum::Json<Healt
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    if let Err(e) = crate::metrics::refresh_gauges(&app).await {
-        tracing::warn!(error = %e, "could not refresh order gauges");
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::scrape(&app).await).into_response()
 }
 
 /// This API's OpenAPI 3.1 document, generated from the code.
