@@ -424,11 +424,22 @@ impl Store for PgStore {
             return Ok(vec![]);
         }
         // SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
+        // Due jobs and expired leases are looked up apart, each kind's pending jobs with a
+        // seek on `jobs_kind_due` in `run_at` order: one lookup with `OR` read every pending
+        // job of its kinds and sorted them (5 ms a claim with a few thousand waiting). Rows
+        // locked here but not chosen are let go when the statement ends.
         let rows = sqlx::query(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE kind = ANY($4) AND ((status = 'pending' AND run_at <= $3) \
-             OR (status = 'running' AND lease_until < $3)) ORDER BY run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, order_id, dedupe_key, payload, attempts, lease_until",
+            "WITH due AS ( \
+                 SELECT j.id, j.run_at FROM unnest($4::text[]) AS k(kind) CROSS JOIN LATERAL \
+                 (SELECT id, run_at FROM jobs WHERE jobs.kind = k.kind AND status = 'pending' AND run_at <= $3 \
+                  ORDER BY run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) j \
+                 UNION ALL \
+                 SELECT e.id, e.run_at FROM (SELECT id, run_at FROM jobs WHERE kind = ANY($4) AND status = 'running' \
+                  AND lease_until < $3 ORDER BY run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) e), \
+             chosen AS (SELECT id FROM due ORDER BY run_at, id LIMIT $5) \
+             UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, locked_by = $2, updated_at = $3 \
+             FROM chosen WHERE jobs.id = chosen.id \
+             RETURNING jobs.id, jobs.kind, jobs.order_id, jobs.dedupe_key, jobs.payload, jobs.attempts, jobs.lease_until",
         )
         .bind(to_micros(now + lease))
         .bind(worker)
