@@ -224,6 +224,36 @@ async fn rate_limits_are_honoured() {
     assert!(m.contains("dispatchd_carrier_bookings_total{carrier=\"rl\",outcome=\"rate_limited\"}"), "{m}");
 }
 
+/// A release wakes the booking worker at once; the poll interval only bounds the wait for
+/// retries that come due. With a ten-minute poll, orders released after the worker's first
+/// look are still booked within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_is_booked_at_once_whatever_the_poll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mock = MockCarrier::start(&["--api-key", "k"], &dir.path().join("mock.log")).await;
+    write_config(
+        &data,
+        "poll_ms = 600000",
+        &[CarrierSpec { name: "wake", url: &mock.url, fallback: &[], failure_threshold: 5, timeout_ms: 2000 }],
+    );
+    let token = token(&data_dir_args(&data), "supervisor");
+    let data_arg = data.to_str().unwrap().to_string();
+    let server =
+        Proc::start_with_env(&["serve", "--data-dir", &data_arg], &env(&[("wake", "k")]), &dir.path().join("d.log"))
+            .await;
+    // Let the worker make its first (empty) look, so only a wake-up can book what follows.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = create_orders(&server.url, &token, "WAKE", 3).await;
+    for id in &ids {
+        wait_for(10, "booked without waiting for the poll", || async {
+            (order_state(&server.url, &token, id).await["state"] == "booked").then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letter_then_manual_retry_books_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,7 +202,8 @@ pub(crate) fn console_columns(o: &Order) -> ConsoleColumns {
     }
 }
 
-/// The columns of `orders` that some index reads, as bound. No index reads the others
+/// The columns of `orders` that some index reads, as bound (the SQLite writer binds its upsert
+/// from them). No index reads the others
 /// (`version`, `channel`, `service_level`, `updated_at`, `doc`; a test checks both lists
 /// against the SQLite schema). When a write leaves all of these as they were, SQLite's writer
 /// rewrites only the others and so touches none of the table's dozen indexes. (PostgreSQL
@@ -210,19 +211,19 @@ pub(crate) fn console_columns(o: &Order) -> ConsoleColumns {
 /// no faster.)
 #[derive(PartialEq)]
 pub(crate) struct Indexed<'o> {
-    source: &'o str,
-    external_id: &'o str,
-    state: &'static str,
-    warehouse: &'o str,
-    priority: i32,
-    hold_reasons: &'o [dispatch_core::HoldReason],
-    customer_id: &'o str,
-    latest_departure: Option<i64>,
-    created_at: i64,
-    state_since: i64,
-    route_key: Option<String>,
-    console: ConsoleColumns,
-    tracking_number: Option<&'o str>,
+    pub source: &'o str,
+    pub external_id: &'o str,
+    pub state: &'static str,
+    pub warehouse: &'o str,
+    pub priority: i32,
+    pub hold_reasons: &'o [dispatch_core::HoldReason],
+    pub customer_id: &'o str,
+    pub latest_departure: Option<i64>,
+    pub created_at: i64,
+    pub state_since: i64,
+    pub route_key: Option<String>,
+    pub console: ConsoleColumns,
+    pub tracking_number: Option<&'o str>,
 }
 
 impl<'o> Indexed<'o> {
@@ -242,11 +243,6 @@ impl<'o> Indexed<'o> {
             console: console_columns(o),
             tracking_number: o.shipment.as_ref().map(|s| s.tracking_number.as_str()),
         }
-    }
-
-    /// Whether a write from `before` to `after` changed no indexed column.
-    pub(crate) fn unchanged(before: Option<&Order>, after: &Order) -> bool {
-        before.is_some_and(|b| Indexed::of(b) == Indexed::of(after))
     }
 }
 

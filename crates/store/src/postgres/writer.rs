@@ -154,7 +154,7 @@ async fn commit_batch(conn: &mut PgConnection, batch: Vec<Pending>, config: &Con
     for n in 0..ATTEMPTS {
         match attempt(conn, &batch, config.follow_ups, config.publish).await {
             Ok((results, enqueued)) => {
-                config.tracking.learn(results.iter().filter_map(|r| r.as_ref().ok()).map(|w| &w.order));
+                config.tracking.learn(&results);
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.reply.send(r);
                 }

@@ -201,7 +201,7 @@ fn commit_batch(
     let result = attempt(conn, &batch, tasks, &mut answers, committed, config.publish, &mut view);
     match result {
         Ok((results, enqueued)) => {
-            config.tracking.learn(results.iter().filter_map(|r| r.as_ref().ok()).map(|w| &w.order));
+            config.tracking.learn(&results);
             committed.absorb(view);
             for (p, r) in batch.into_iter().zip(results) {
                 let _ = p.reply.send(r);
@@ -355,7 +355,8 @@ impl SqliteTx<'_> {
     fn upsert_order(&self, o: &Order, before: Option<&Order>) -> rusqlite::Result<()> {
         let to_text = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
         let doc = serde_json::to_string(o).map_err(to_text)?;
-        if Indexed::unchanged(before, o) {
+        let row = Indexed::of(o);
+        if before.is_some_and(|b| Indexed::of(b) == row) {
             return self
                 .conn
                 .prepare_cached(ORDERS_UPDATE_UNINDEXED)?
@@ -369,26 +370,26 @@ impl SqliteTx<'_> {
                 ])
                 .map(drop);
         }
-        let holds = serde_json::to_string(&o.hold_reasons).map_err(to_text)?;
-        let c = crate::write::console_columns(o);
+        let holds = serde_json::to_string(row.hold_reasons).map_err(to_text)?;
+        let c = &row.console;
         self.conn.prepare_cached(&ORDERS_UPSERT)?.execute(params![
             o.id,
-            o.facts.source,
-            o.facts.external_id,
+            row.source,
+            row.external_id,
             o.version as i64,
-            o.state.code(),
-            o.facts.warehouse,
-            o.priority,
+            row.state,
+            row.warehouse,
+            row.priority,
             holds,
-            o.facts.customer.id,
+            row.customer_id,
             o.facts.channel,
             o.facts.service_level.code(),
-            o.latest_departure.map(to_micros),
-            to_micros(o.created_at),
+            row.latest_departure,
+            row.created_at,
             to_micros(o.updated_at),
-            to_micros(o.state_since),
+            row.state_since,
             doc,
-            dispatch_core::route::member_key(o),
+            row.route_key,
             c.risk,
             c.released_at,
             c.released_on_time,
@@ -396,7 +397,7 @@ impl SqliteTx<'_> {
             c.touched,
             c.expedite_requested,
             c.expedite_approved,
-            o.shipment.as_ref().map(|s| s.tracking_number.as_str()),
+            row.tracking_number,
         ])?;
         Ok(())
     }
