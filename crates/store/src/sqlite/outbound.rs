@@ -179,13 +179,16 @@ pub(crate) async fn last_notification_at(
     Ok(at.map(crate::time::from_micros))
 }
 
+/// Finished jobs past retention (the partial index `jobs_done` holds just these).
+pub(crate) const PURGE_DONE_JOBS: &str = "DELETE FROM jobs WHERE status = 'done' AND updated_at < ?1";
+
 /// Deletes operational rows older than `before` (never events or orders): finished jobs,
 /// finished schedule runs, idempotency answers and notifications. Rows deleted.
 pub(crate) async fn purge(pool: &Pool, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let at = to_micros(before);
     let mut n = 0;
     for sql in [
-        "DELETE FROM jobs WHERE status = 'done' AND updated_at < ?1",
+        PURGE_DONE_JOBS,
         "DELETE FROM schedule_runs WHERE finished_at IS NOT NULL AND finished_at < ?1",
         "DELETE FROM idempotency_keys WHERE created_at < ?1",
         "DELETE FROM notifications WHERE created_at < ?1 AND status IN ('sent', 'suppressed', 'failed')",
