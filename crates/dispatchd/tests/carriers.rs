@@ -49,6 +49,28 @@ fn env(carriers: &[(&str, &str)]) -> Vec<(String, String)> {
     out
 }
 
+/// Serves `data` with one carrier (API key "k"); returns the server and a token of `role`.
+async fn serve_one_carrier(
+    dir: &Path,
+    data: &Path,
+    booking: &str,
+    carrier: CarrierSpec<'_>,
+    role: &str,
+) -> (Proc, String) {
+    write_config(data, booking, std::slice::from_ref(&carrier));
+    let token = token(&data_dir_args(data), role);
+    let data_arg = data.to_str().unwrap().to_string();
+    let server =
+        Proc::start_with_env(&["serve", "--data-dir", &data_arg], &env(&[(carrier.name, "k")]), &dir.join("d.log"))
+            .await;
+    (server, token)
+}
+
+/// Waits until the order is booked.
+async fn wait_booked(url: &str, token: &str, id: &str, what: &str) {
+    wait_for(30, what, || async { (order_state(url, token, id).await["state"] == "booked").then_some(()) }).await;
+}
+
 async fn create_orders(url: &str, token: &str, prefix: &str, n: usize) -> Vec<String> {
     let client = reqwest::Client::new();
     let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -194,15 +216,9 @@ async fn rate_limits_are_honoured() {
         &dir.path().join("mock.log"),
     )
     .await;
-    write_config(
-        &data,
-        "backoff_base_ms = 10\nbackoff_cap_ms = 20\npoll_ms = 10",
-        &[CarrierSpec { name: "rl", url: &mock.url, fallback: &[], failure_threshold: 1000, timeout_ms: 2000 }],
-    );
-    let token = token(&data_dir_args(&data), "admin");
-    let data_arg = data.to_str().unwrap().to_string();
-    let server =
-        Proc::start_with_env(&["serve", "--data-dir", &data_arg], &env(&[("rl", "k")]), &dir.path().join("d.log"))
+    let rl = CarrierSpec { name: "rl", url: &mock.url, fallback: &[], failure_threshold: 1000, timeout_ms: 2000 };
+    let (server, token) =
+        serve_one_carrier(dir.path(), &data, "backoff_base_ms = 10\nbackoff_cap_ms = 20\npoll_ms = 10", rl, "admin")
             .await;
     let ids = create_orders(&server.url, &token, "RL", 1).await;
     wait_for(30, "a first request", || async { (mock.stats().await["requests"].as_u64() >= Some(1)).then_some(()) })
@@ -215,10 +231,7 @@ async fn rate_limits_are_honoured() {
     assert!(during >= 2, "it kept retrying");
     mock.set_faults(serde_json::json!({})).await;
     let id = &ids[0];
-    wait_for(30, "booked", || async {
-        (order_state(&server.url, &token, id).await["state"] == "booked").then_some(())
-    })
-    .await;
+    wait_booked(&server.url, &token, id, "booked").await;
     assert_eq!(mock.bookings().await["purchases_by_reference"][id], 1);
     let m = metrics(&server.url).await;
     assert!(m.contains("dispatchd_carrier_bookings_total{carrier=\"rl\",outcome=\"rate_limited\"}"), "{m}");
@@ -233,24 +246,14 @@ async fn a_release_is_booked_at_once_whatever_the_poll_interval() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mock = MockCarrier::start(&["--api-key", "k"], &dir.path().join("mock.log")).await;
-    write_config(
-        &data,
-        "poll_ms = 600000",
-        &[CarrierSpec { name: "wake", url: &mock.url, fallback: &[], failure_threshold: 5, timeout_ms: 2000 }],
-    );
-    let token = token(&data_dir_args(&data), "supervisor");
-    let data_arg = data.to_str().unwrap().to_string();
-    let server =
-        Proc::start_with_env(&["serve", "--data-dir", &data_arg], &env(&[("wake", "k")]), &dir.path().join("d.log"))
-            .await;
+    let wake = CarrierSpec { name: "wake", url: &mock.url, fallback: &[], failure_threshold: 5, timeout_ms: 2000 };
+    let (server, token) = serve_one_carrier(dir.path(), &data, "poll_ms = 600000", wake, "supervisor").await;
     // Let the worker make its first (empty) look, so only a wake-up can book what follows.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ids = create_orders(&server.url, &token, "WAKE", 3).await;
+    // (Within the 30-s wait, far below the ten-minute poll.)
     for id in &ids {
-        wait_for(10, "booked without waiting for the poll", || async {
-            (order_state(&server.url, &token, id).await["state"] == "booked").then_some(())
-        })
-        .await;
+        wait_booked(&server.url, &token, id, "booked without waiting for the poll").await;
     }
 }
 
@@ -260,16 +263,9 @@ async fn dead_letter_then_manual_retry_books_once() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mock = MockCarrier::start(&["--api-key", "k", "--fault", "reject-rate=1"], &dir.path().join("mock.log")).await;
-    write_config(
-        &data,
-        "poll_ms = 20",
-        &[CarrierSpec { name: "dl", url: &mock.url, fallback: &[], failure_threshold: 5, timeout_ms: 2000 }],
-    );
-    let token = token(&data_dir_args(&data), "supervisor");
+    let dl = CarrierSpec { name: "dl", url: &mock.url, fallback: &[], failure_threshold: 5, timeout_ms: 2000 };
+    let (server, token) = serve_one_carrier(dir.path(), &data, "poll_ms = 20", dl, "supervisor").await;
     let data_arg = data.to_str().unwrap().to_string();
-    let server =
-        Proc::start_with_env(&["serve", "--data-dir", &data_arg], &env(&[("dl", "k")]), &dir.path().join("d.log"))
-            .await;
     let ids = create_orders(&server.url, &token, "DL", 1).await;
     let id = ids[0].clone();
     let dead = wait_for(30, "a dead letter", || async {
@@ -298,10 +294,7 @@ async fn dead_letter_then_manual_retry_books_once() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for(30, "booked after the retry", || async {
-        (order_state(&server.url, &token, &id).await["state"] == "booked").then_some(())
-    })
-    .await;
+    wait_booked(&server.url, &token, &id, "booked after the retry").await;
     assert_eq!(mock.bookings().await["purchases_by_reference"][&id], 1);
     let d = get_json(&format!("{}/api/v1/dead-letters", server.url), &token).await;
     assert!(d["items"].as_array().unwrap().is_empty());

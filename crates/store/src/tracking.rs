@@ -32,7 +32,7 @@ impl TrackingCache {
     /// Keeps what a lookup found (a miss is not kept: the shipment may be booked any moment).
     pub(crate) fn keep(&self, tracking_number: &str, found: &Option<(String, String)>) {
         let Some(hit) = found else { return };
-        put(&mut self.lock(), tracking_number, hit);
+        put(&mut self.lock(), tracking_number, hit.clone());
     }
 
     /// Keeps the shipments of the orders a writer just committed, so that even a shipment's
@@ -50,17 +50,17 @@ impl TrackingCache {
         for (order_id, s) in shipments {
             // Every tracking event's order has its shipment: most are known already.
             if !cache.contains_key(&s.tracking_number) {
-                put(&mut cache, &s.tracking_number, &(order_id.clone(), s.carrier.clone()));
+                put(&mut cache, &s.tracking_number, (order_id.clone(), s.carrier.clone()));
             }
         }
     }
 }
 
-fn put(cache: &mut Found, tracking_number: &str, hit: &(String, String)) {
+fn put(cache: &mut Found, tracking_number: &str, hit: (String, String)) {
     if cache.len() >= MAX_ENTRIES {
         cache.clear();
     }
-    cache.insert(tracking_number.to_string(), hit.clone());
+    cache.insert(tracking_number.to_string(), hit);
 }
 
 #[cfg(test)]
